@@ -1,0 +1,176 @@
+# kioskd -- build, test, demo.  GNU make.
+#
+#   make            build the daemon, kioskctl and the HAL plugins into build/
+#   make demo       install what is missing, build, run a scripted kiosk session
+#   make check      install what is missing, build, run every test (also under ASan+UBSan)
+#   make bench      run the benchmarks in tests/bench/
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make install    install into $(DESTDIR)$(PREFIX)
+#
+# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build-asan/.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+SYSCONFDIR ?= /etc
+LIBDIR    ?= $(PREFIX)/lib
+PLUGINDIR ?= $(LIBDIR)/kioskd/hal
+INCLUDEDIR ?= $(PREFIX)/include
+PYTHON    ?= /usr/bin/python3
+
+PKGS      := libevent libevent_pthreads jansson sqlite3 libcurl openssl libsystemd inih
+TEST_PKGS := cmocka
+
+ifeq ($(SAN),1)
+BUILD     ?= build-asan
+SANFLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT       := -O1
+else
+BUILD     ?= build
+SANFLAGS  :=
+OPT       := -O2
+endif
+
+CC        ?= cc
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wno-missing-field-initializers
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS    ?= $(OPT) -g
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -MMD -MP \
+             -Ihal/include -Isrc $(PKG_CFLAGS) \
+             -DKIOSKD_VERSION='"$(VERSION)"' -DKIOSKD_PLUGINDIR='"$(PLUGINDIR)"' \
+             -DKIOSKD_SYSCONFDIR='"$(SYSCONFDIR)"'
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+
+CORE_SRCS := $(filter-out src/kioskd.c src/kioskctl.c src/kclient.c,$(wildcard src/*.c))
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+PLUGINS   := $(notdir $(patsubst %/,%,$(filter-out hal/include/,$(wildcard hal/*/))))
+PLUGIN_SOS := $(PLUGINS:%=$(BUILD)/hal/%.so)
+TESTPLUG_SRCS := $(wildcard tests/plugins/*.c)
+TESTPLUG_SOS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/tests/bench/%)
+
+.PHONY: all demo check test unit system fuzz fuzz-smoke bench install clean deps deps-test \
+        format lint
+
+all: deps $(BUILD)/kioskd $(BUILD)/kioskctl $(PLUGIN_SOS) links
+
+# Top-level links so the fixed command line './kioskd --config conf/kioskd.conf' works.
+links: $(BUILD)/kioskd $(BUILD)/kioskctl
+	@[ "$(BUILD)" != build ] || { ln -sf build/kioskd kioskd; ln -sf build/kioskctl kioskctl; }
+
+# Install missing Debian packages (needs root; a no-op when all are present).
+deps:
+	@pkg-config --exists $(PKGS) || .ci/install-deps build
+deps-test:
+	@.ci/install-deps test --if-missing
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libkioskd.a: $(CORE_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libkclient.a: $(BUILD)/src/kclient.o
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kioskd: $(BUILD)/src/kioskd.o $(BUILD)/libkioskd.a
+	$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ $^ $(PKG_LIBS) -ldl -lpthread -lm
+
+$(BUILD)/kioskctl: $(BUILD)/src/kioskctl.o $(BUILD)/libkclient.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson)
+
+.SECONDEXPANSION:
+$(BUILD)/hal/%.so: $$(wildcard hal/%/*.c) hal/include/kiosk/hal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -fvisibility=hidden -shared -o $@ \
+	    $(filter %.c,$^) $(ALL_LDFLAGS) $(shell pkg-config --libs jansson) -lm
+
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c hal/include/kiosk/hal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP -Werror,$(ALL_CFLAGS)) -fvisibility=hidden -shared -o $@ $< \
+	    $(ALL_LDFLAGS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libkioskd.a $(BUILD)/libkclient.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) \
+	    $(shell pkg-config --cflags --libs cmocka) -ldl -lpthread -lm
+
+$(BUILD)/tests/bench/%: tests/bench/%.c $(BUILD)/libkclient.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
+
+tests: all $(TESTPLUG_SOS) $(UNIT_BINS) $(BENCH_BINS)
+
+unit: tests
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+system: tests
+	KIOSKD_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
+
+test: unit system
+
+# The whole suite twice: optimised, then under ASan+UBSan; then the fuzz smoke runs.
+check: deps deps-test
+	$(MAKE) BUILD=build test
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(MAKE) SAN=1 test
+	$(MAKE) fuzz-smoke
+	@echo "make check: all suites passed"
+
+demo: deps all
+	$(PYTHON) tests/demo.py --build $(abspath $(BUILD))
+
+bench: deps
+	$(MAKE) all tests
+	$(PYTHON) tests/bench/run.py --build $(abspath $(BUILD))
+
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build-fuzz
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ihal/include -Isrc \
+              $(PKG_CFLAGS) -DKIOSKD_VERSION='"$(VERSION)"' -DKIOSKD_PLUGINDIR='"$(PLUGINDIR)"' \
+              -DKIOSKD_SYSCONFDIR='"$(SYSCONFDIR)"' -DKIOSKD_FUZZING=1
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS) -ldl -lpthread -lm
+
+fuzz: deps deps-test $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+	  echo "== $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n; done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR) \
+	    $(DESTDIR)$(INCLUDEDIR)/kiosk $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(SYSCONFDIR)/kioskd/conf.d
+	install -m 0755 $(BUILD)/kioskd $(DESTDIR)$(PREFIX)/sbin/kioskd
+	install -m 0755 $(BUILD)/kioskctl $(DESTDIR)$(PREFIX)/bin/kioskctl
+	install -m 0755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGINDIR)/
+	install -m 0644 hal/include/kiosk/hal.h $(DESTDIR)$(INCLUDEDIR)/kiosk/hal.h
+	sed -e 's|@PREFIX@|$(PREFIX)|;s|@INCLUDEDIR@|$(INCLUDEDIR)|;s|@PLUGINDIR@|$(PLUGINDIR)|;s|@VERSION@|$(VERSION)|' \
+	    hal/kiosk-hal.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/kiosk-hal.pc
+	[ -e $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf ] || \
+	    install -m 0644 conf/kioskd.conf $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf
+
+format:
+	clang-format -i src/*.c src/*.h hal/include/kiosk/*.h hal/*/*.c tests/unit/*.c tests/fuzz/*.c
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr -Ihal/include -Isrc src hal
+
+clean:
+	rm -rf build build-asan build-fuzz kioskd kioskctl
+
+-include $(shell find build build-asan -name '*.d' 2>/dev/null)

@@ -1,0 +1,136 @@
+#include "blob.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char blob_dir[PATH_MAX - 128];
+
+int blob_init(const char *state_dir)
+{
+	snprintf(blob_dir, sizeof(blob_dir), "%s/blobs", state_dir);
+	if (mkdir(blob_dir, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int valid_id(const char *id)
+{
+	size_t i;
+	for (i = 0; id[i]; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return i == BLOB_ID_SIZE - 1;
+}
+
+static void blob_path(char *out, size_t n, const char *id)
+{
+	snprintf(out, n, "%s/%s", blob_dir, id);
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int blob_put(const void *data, size_t len, char id[BLOB_ID_SIZE])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char path[PATH_MAX], tmp[PATH_MAX + 16];
+	struct stat st;
+
+	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL)) {
+		errno = EIO;
+		return -1;
+	}
+	for (unsigned i = 0; i < mdlen; i++)
+		snprintf(id + 2 * i, 3, "%02x", md[i]);
+	blob_path(path, sizeof(path), id);
+	if (stat(path, &st) == 0 && (size_t)st.st_size == len)
+		return 0; /* same content already stored */
+	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	/* fsync before rename: a transaction may reference the blob as soon as
+	 * this returns, so it must survive a power cut */
+	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+int blob_get(const char *id, void **data, size_t *len)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (!valid_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	blob_path(path, sizeof(path), id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -1;
+	}
+	unsigned char *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	size_t got = 0;
+	while (buf && got < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			free(buf);
+			buf = NULL;
+			errno = r == 0 ? EIO : errno;
+		} else {
+			got += (size_t)r;
+		}
+	}
+	close(fd);
+	if (!buf)
+		return -1;
+	*data = buf;
+	*len = got;
+	return 0;
+}
+
+int blob_exists(const char *id)
+{
+	char path[PATH_MAX];
+	if (!valid_id(id))
+		return 0;
+	blob_path(path, sizeof(path), id);
+	return access(path, F_OK) == 0;
+}

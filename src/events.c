@@ -1,0 +1,60 @@
+#include "events.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "ipc.h"
+
+static uint64_t seq;
+
+int events_match(json_t *patterns, const char *topic)
+{
+	size_t i;
+	json_t *p;
+	json_array_foreach(patterns, i, p) {
+		if (fnmatch(json_string_value(p), topic, 0) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int events_pattern_check(const char *p)
+{
+	size_t n = strlen(p);
+	if (n == 0 || n > 64)
+		return -1;
+	for (; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("_.*?-", *p)))
+			return -1;
+	return 0;
+}
+
+uint64_t events_last_seq(void)
+{
+	return seq;
+}
+
+void events_publish(const char *topic, const char *device, json_t *data)
+{
+	char ts[40];
+	json_t *ev;
+	size_t len;
+	char *line;
+
+	daemon_timestamp(ts, sizeof(ts));
+	ev = json_pack("{s:s,s:s?,s:I,s:s,s:o}", "event", topic, "device", device, "seq",
+	               (json_int_t)++seq, "ts", ts, "data", data ? data : json_object());
+	if (!ev)
+		return;
+	/* serialise once, whatever the number of subscribers */
+	len = json_dumpb(ev, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(12));
+	if (len && (line = malloc(len + 1))) {
+		json_dumpb(ev, line, len, JSON_COMPACT | JSON_REAL_PRECISION(12));
+		line[len] = '\n';
+		ipc_broadcast(topic, line, len + 1);
+		free(line);
+	}
+	json_decref(ev);
+}

@@ -1,0 +1,503 @@
+#include "ipc.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tailq.h"
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "devices.h"
+#include "events.h"
+#include "log.h"
+#include "proto.h"
+#include "req.h"
+#include "util.h"
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct bufferevent *bev;
+	enum role role;
+	unsigned id;
+	pid_t pid;
+	uid_t uid;
+	json_t *topics;
+	struct req_list reqs;
+	unsigned dead : 1;    /* dropped; freed by the reaper */
+	unsigned closing : 1; /* flushing a last error, then dropped */
+	unsigned fake : 1;
+};
+static TAILQ_HEAD(, session) sessions = TAILQ_HEAD_INITIALIZER(sessions);
+
+struct listener {
+	struct evconnlistener *lev;
+	enum role role; /* the most this socket can grant */
+	char path[108];
+	int owned; /* we created the file (not socket-activated) */
+};
+
+static struct listener listeners[2];
+static struct event *reaper;
+static int nclients;
+static unsigned next_id = 1;
+static long max_line, client_buffer;
+static int max_clients;
+static gid_t admin_gid;
+static int have_admin_gid;
+
+struct req_list *session_reqs(struct session *s)
+{
+	return &s->reqs;
+}
+
+enum role session_role(const struct session *s)
+{
+	return s->role;
+}
+
+unsigned session_id(const struct session *s)
+{
+	return s->id;
+}
+
+pid_t session_pid(const struct session *s)
+{
+	return s->pid;
+}
+
+int session_alive(const struct session *s)
+{
+	return !s->dead;
+}
+
+json_t *session_topics(struct session *s)
+{
+	return s->topics;
+}
+
+int ipc_nclients(void)
+{
+	return nclients;
+}
+
+/* Freeing is deferred to the reaper so that a session can be dropped from
+ * anywhere (an event fan-out, a plugin callback) without freeing memory a
+ * caller further up the stack still uses. */
+static void session_drop(struct session *s, const char *why)
+{
+	if (s->dead)
+		return;
+	s->dead = 1;
+	log_debug("client %u (pid %d) dropped: %s", s->id, (int)s->pid, why);
+	if (s->bev)
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	event_active(reaper, 0, 0);
+}
+
+static void session_free(struct session *s)
+{
+	struct kiosk_req *r;
+
+	/* closing a connection cancels its running requests */
+	while ((r = TAILQ_FIRST(&s->reqs))) {
+		req_orphan(r);
+		if (r->on_device && !r->answered)
+			devices_abort(r, "cancelled");
+	}
+	TAILQ_REMOVE(&sessions, s, entry);
+	if (!s->fake)
+		nclients--;
+	if (s->bev)
+		bufferevent_free(s->bev);
+	json_decref(s->topics);
+	free(s);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s, *tmp;
+	(void)fd;
+	(void)what;
+	(void)arg;
+	TAILQ_FOREACH_SAFE(s, &sessions, entry, tmp)
+	if (s->dead)
+		session_free(s);
+}
+
+void session_send_line(struct session *s, const char *line, size_t len)
+{
+	if (s->dead || s->closing || !s->bev)
+		return;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if ((long)(evbuffer_get_length(out) + len) > client_buffer) {
+		log_warnx("client %u (pid %d) dropped: not reading (%zu bytes queued)", s->id,
+		          (int)s->pid, evbuffer_get_length(out));
+		session_drop(s, "output buffer full");
+		return;
+	}
+	evbuffer_add(out, line, len);
+}
+
+void session_send(struct session *s, json_t *msg)
+{
+	char *text;
+	size_t len;
+
+	if (s->dead || s->closing || (!s->bev && !s->fake) || !msg)
+		return;
+	/* serialise with room for the newline so the line goes out whole */
+	len = json_dumpb(msg, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(12));
+	if (!len || !(text = malloc(len + 1)))
+		return;
+	json_dumpb(msg, text, len, JSON_COMPACT | JSON_REAL_PRECISION(12));
+	text[len] = '\n';
+	session_send_line(s, text, len + 1);
+	free(text);
+}
+
+void ipc_broadcast(const char *topic, const char *line, size_t len)
+{
+	struct session *s;
+	TAILQ_FOREACH(s, &sessions, entry) {
+		if (!s->dead && events_match(s->topics, topic))
+			session_send_line(s, line, len);
+	}
+}
+
+static void on_flushed(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	(void)bev;
+	if (s->closing)
+		session_drop(s, "closed after error");
+}
+
+/* Send a last error and close once it is written. */
+static void session_close_with(struct session *s, const char *code, const char *msg)
+{
+	reply_error(s, NULL, code, "%s", msg);
+	s->closing = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_drop(s, "closed after error");
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (!s->dead && !s->closing) {
+		size_t eol_len;
+		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+		if (p.pos < 0) {
+			if ((long)evbuffer_get_length(in) > max_line) {
+				char m[96];
+				snprintf(m, sizeof(m), "request line longer than %ld bytes", max_line);
+				session_close_with(s, "too_large", m);
+			}
+			return;
+		}
+		if (p.pos > max_line) {
+			char m[96];
+			snprintf(m, sizeof(m), "request line longer than %ld bytes", max_line);
+			session_close_with(s, "too_large", m);
+			return;
+		}
+		char *line = (char *)evbuffer_pullup(in, p.pos + 1);
+		line[p.pos] = '\0';
+		proto_handle(s, line, (size_t)p.pos);
+		evbuffer_drain(in, (size_t)p.pos + 1);
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		session_drop(s, what & BEV_EVENT_EOF ? "disconnected" : "socket error");
+}
+
+static int in_group(uid_t uid, gid_t gid, gid_t want)
+{
+	struct passwd *pw;
+	gid_t groups[256];
+	int n = 256;
+
+	if (gid == want)
+		return 1;
+	if (!(pw = getpwuid(uid)) || getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == want)
+			return 1;
+	return 0;
+}
+
+/* admin.sock grants admin to root, to members of admin_group, and -- when
+ * no admin group is configured and we are not root -- to our own user, so
+ * a build tree runs its tests without privileges. */
+static enum role peer_role(const struct listener *l, const struct ucred *cr)
+{
+	if (l->role != ROLE_ADMIN)
+		return ROLE_UI;
+	if (cr->uid == 0)
+		return ROLE_ADMIN;
+	if (have_admin_gid && in_group(cr->uid, cr->gid, admin_gid))
+		return ROLE_ADMIN;
+	if (!daemon_conf->admin_group && geteuid() != 0 && cr->uid == geteuid())
+		return ROLE_ADMIN;
+	return ROLE_UI;
+}
+
+static void refuse(int fd, const char *msg)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line),
+	                 "{\"id\":null,\"ok\":false,\"error\":{\"code\":\"not_permitted\","
+	                 "\"message\":\"%s\"}}\n",
+	                 msg);
+	/* best effort: a fresh socket's buffer always has room for one line */
+	if (write(fd, line, (size_t)n) < 0)
+		log_debug("refused client: %s", strerror(errno));
+	close(fd);
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	struct session *s;
+	(void)lev;
+	(void)sa;
+	(void)salen;
+
+	if (nclients >= max_clients) {
+		char m[96];
+		snprintf(m, sizeof(m), "too many clients (limit %d)", max_clients);
+		log_warnx("client refused: %s", m);
+		refuse(fd, m);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0) {
+		log_warn("SO_PEERCRED");
+		close(fd);
+		return;
+	}
+	if (!(s = calloc(1, sizeof(*s))) || !(s->topics = json_array())) {
+		free(s);
+		close(fd);
+		return;
+	}
+	s->bev = bufferevent_socket_new(daemon_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!s->bev) {
+		json_decref(s->topics);
+		free(s);
+		close(fd);
+		return;
+	}
+	s->id = next_id++;
+	s->pid = cr.pid;
+	s->uid = cr.uid;
+	s->role = peer_role(l, &cr);
+	TAILQ_INIT(&s->reqs);
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	nclients++;
+	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+	bufferevent_enable(s->bev, EV_READ);
+	log_debug("client %u connected: pid %d uid %d role %s", s->id, (int)cr.pid, (int)cr.uid,
+	          s->role == ROLE_ADMIN ? "admin" : "ui");
+}
+
+static int socket_in_use(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	rc = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int listen_path(const char *path, mode_t mode, const char *group)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_err("socket path too long: %s", path);
+		return -1;
+	}
+	if (socket_in_use(path)) {
+		log_err("%s: another kioskd is already listening there", path);
+		return -1;
+	}
+	unlink(path);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, mode) < 0 ||
+	    listen(fd, 64) < 0) {
+		log_warn("cannot listen on %s", path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (group && geteuid() == 0) {
+		struct group *gr = getgrnam(group);
+		if (!gr)
+			log_warnx("%s: group '%s' does not exist; socket stays root-only", path,
+			          group);
+		else if (chown(path, 0, gr->gr_gid) < 0)
+			log_warn("chown %s", path);
+	}
+	return fd;
+}
+
+/* Sockets handed over by systemd (kioskd-ui.socket, kioskd-admin.socket),
+ * told apart by FileDescriptorName=ui/admin, else by their path. */
+static int adopt_systemd(int fds[2])
+{
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names), found = 0;
+
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		int which = -1;
+		if (names && !strcmp(names[i], "ui"))
+			which = 0;
+		else if (names && !strcmp(names[i], "admin"))
+			which = 1;
+		else
+			for (int k = 0; k < 2; k++)
+				if (sd_is_socket_unix(fd, SOCK_STREAM, 1, listeners[k].path, 0) > 0)
+					which = k;
+		if (which < 0 || fds[which] >= 0) {
+			log_warnx("ignoring unexpected socket-activated fd %d (%s)", fd,
+			          names ? names[i] : "?");
+			continue;
+		}
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		evutil_make_socket_nonblocking(fd);
+		fds[which] = fd;
+		found++;
+	}
+	for (int i = 0; names && i < n; i++)
+		free(names[i]);
+	free(names);
+	return found;
+}
+
+void ipc_apply(const struct conf *conf)
+{
+	struct group *gr;
+
+	max_line = conf->max_line;
+	client_buffer = conf->client_buffer;
+	max_clients = conf->max_clients;
+	have_admin_gid = 0;
+	if (conf->admin_group) {
+		if ((gr = getgrnam(conf->admin_group))) {
+			admin_gid = gr->gr_gid;
+			have_admin_gid = 1;
+		} else {
+			log_warnx("admin_group '%s' does not exist: only root is admin",
+			          conf->admin_group);
+		}
+	}
+}
+
+int ipc_init(struct event_base *base, const struct conf *conf)
+{
+	int fds[2] = {-1, -1};
+
+	ipc_apply(conf);
+	reaper = event_new(base, -1, 0, on_reap, NULL);
+	snprintf(listeners[0].path, sizeof(listeners[0].path), "%s/ui.sock", conf->runtime_dir);
+	snprintf(listeners[1].path, sizeof(listeners[1].path), "%s/admin.sock",
+	         conf->runtime_dir);
+	listeners[0].role = ROLE_UI;
+	listeners[1].role = ROLE_ADMIN;
+	adopt_systemd(fds);
+	if ((fds[0] < 0 || fds[1] < 0) && mkdir_p(conf->runtime_dir, 0755) < 0) {
+		log_warn("cannot create runtime directory %s", conf->runtime_dir);
+		return -1;
+	}
+	for (int k = 0; k < 2; k++) {
+		int backlog = 0; /* already listening when systemd passed it */
+		if (fds[k] < 0) {
+			fds[k] = listen_path(listeners[k].path, k ? 0600 : 0660,
+			                     k ? conf->admin_group : conf->ui_group);
+			if (fds[k] < 0)
+				return -1;
+			listeners[k].owned = 1;
+		}
+		listeners[k].lev = evconnlistener_new(base, on_accept, &listeners[k],
+		                                      LEV_OPT_CLOSE_ON_FREE |
+		                                              LEV_OPT_CLOSE_ON_EXEC,
+		                                      backlog, fds[k]);
+		if (!listeners[k].lev)
+			return -1;
+		log_info("listening on %s (%s)", listeners[k].path, k ? "admin" : "ui");
+	}
+	return 0;
+}
+
+void ipc_shutdown(void)
+{
+	struct session *s, *tmp;
+
+	for (int k = 0; k < 2; k++) {
+		if (listeners[k].lev)
+			evconnlistener_free(listeners[k].lev);
+		listeners[k].lev = NULL;
+		if (listeners[k].owned)
+			unlink(listeners[k].path);
+	}
+	TAILQ_FOREACH_SAFE(s, &sessions, entry, tmp)
+	session_free(s);
+	if (reaper)
+		event_free(reaper);
+	reaper = NULL;
+}
+
+#ifdef KIOSKD_FUZZING
+struct session *session_fake(enum role role)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	s->role = role;
+	s->fake = 1;
+	s->topics = json_array();
+	TAILQ_INIT(&s->reqs);
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	if (!reaper)
+		reaper = event_new(daemon_base, -1, 0, on_reap, NULL);
+	if (!max_line) {
+		max_line = 1 << 20;
+		client_buffer = 1 << 20;
+	}
+	return s;
+}
+
+void session_fake_free(struct session *s)
+{
+	session_free(s);
+}
+#endif

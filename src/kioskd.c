@@ -1,0 +1,193 @@
+/* kioskd: the kiosk device daemon.  Parses the command line, reads the
+ * configuration, sets up the loop and runs it. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blob.h"
+#include "conf.h"
+#include "daemon.h"
+#include "devices.h"
+#include "ipc.h"
+#include "log.h"
+#include "notify.h"
+#include "plugin.h"
+#include "util.h"
+#include "worker.h"
+
+#define EX_CONFIG 78 /* sysexits.h: systemd does not restart-loop on it */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: kioskd [--config FILE] [--runtime-dir DIR] [--state-dir DIR]\n"
+	        "              [--debug] [--check-config] [--version] [--help]\n"
+	        "\n"
+	        "The kiosk device daemon: drives the kiosk's peripherals through HAL plugins\n"
+	        "and serves the UI protocol on DIR/ui.sock and DIR/admin.sock.\n"
+	        "\n"
+	        "  -c, --config FILE     configuration file (default %s/kioskd/kioskd.conf);\n"
+	        "                        drop-ins: *.conf in kioskd.conf.d/ and conf.d/ beside it\n"
+	        "  -r, --runtime-dir DIR sockets (default $RUNTIME_DIRECTORY or /run/kioskd)\n"
+	        "  -s, --state-dir DIR   database and blob spool (default $STATE_DIRECTORY or\n"
+	        "                        /var/lib/kioskd)\n"
+	        "  -d, --debug           log at debug level\n"
+	        "  -n, --check-config    check the configuration and its plugins, print every\n"
+	        "                        problem as file:line: message, exit 0 when it is valid\n"
+	        "  -V, --version         print the version and exit\n"
+	        "  -h, --help            print this help and exit\n"
+	        "\n"
+	        "Signals: SIGHUP reloads the configuration (a bad one is refused and the\n"
+	        "running one kept); SIGTERM and SIGINT stop gracefully.\n"
+	        "Exit status: 0 on a clean stop, 1 on a runtime failure, 2 on a usage error,\n"
+	        "78 when the configuration is invalid.\n",
+	        KIOSKD_SYSCONFDIR);
+}
+
+struct options {
+	const char *config, *runtime_dir, *state_dir;
+	int debug, check;
+};
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"runtime-dir", required_argument, NULL, 'r'},
+		{"state-dir", required_argument, NULL, 's'},
+		{"debug", no_argument, NULL, 'd'},
+		{"check-config", no_argument, NULL, 'n'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:r:s:dnVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config = optarg; break;
+		case 'r': o->runtime_dir = optarg; break;
+		case 's': o->state_dir = optarg; break;
+		case 'd': o->debug = 1; break;
+		case 'n': o->check = 1; break;
+		case 'V': printf("kioskd %s (plugin ABI %d.%d)\n", KIOSKD_VERSION, KIOSK_HAL_ABI_MAJOR,
+			         KIOSK_HAL_ABI_MINOR);
+			exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kioskd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		exit(2);
+	}
+}
+
+/* The command line wins, then the configuration, then systemd's
+ * RuntimeDirectory=/StateDirectory=, then the built-in defaults. */
+static void pick_dir(char **dst, const char *cli, const char *env, const char *def)
+{
+	const char *e = getenv(env);
+	if (cli) {
+		free(*dst);
+		*dst = strdup(cli);
+	} else if (!*dst) {
+		/* systemd may list several directories separated by ':' */
+		*dst = e && *e ? strndup(e, strcspn(e, ":")) : strdup(def);
+	}
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP) {
+		struct diag diag = {0};
+		log_info("SIGHUP: reloading %s", daemon_conf->path);
+		daemon_reload(&diag, NULL);
+		diag_free(&diag);
+	} else {
+		daemon_stop();
+	}
+}
+
+static int check_config(struct conf *c)
+{
+	struct diag diag = {0};
+	int rc = devices_check_conf(c, &diag);
+	for (int i = 0; i < diag.n; i++)
+		fprintf(stderr, "%s\n", diag.msgs[i]);
+	diag_free(&diag);
+	if (rc == 0)
+		printf("%s: configuration OK\n", c->path);
+	return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = {.config = KIOSKD_SYSCONFDIR "/kioskd/kioskd.conf"};
+	struct diag diag = {0};
+	struct event *sigs[4];
+	static const int signums[] = {SIGHUP, SIGTERM, SIGINT};
+
+	parse_args(argc, argv, &o);
+	log_init("kioskd", o.debug ? LOG_DEBUG : LOG_INFO);
+	clock_gettime(CLOCK_MONOTONIC, &daemon_started);
+	signal(SIGPIPE, SIG_IGN);
+
+	daemon_conf = conf_load(o.config, &diag);
+	for (int i = 0; i < diag.n; i++)
+		fprintf(stderr, "%s\n", diag.msgs[i]);
+	diag_free(&diag);
+	if (!daemon_conf) {
+		if (!o.check)
+			log_err("invalid configuration, not starting (see kioskd --check-config)");
+		return o.check ? 1 : EX_CONFIG;
+	}
+	pick_dir(&daemon_conf->runtime_dir, o.runtime_dir, "RUNTIME_DIRECTORY", "/run/kioskd");
+	pick_dir(&daemon_conf->state_dir, o.state_dir, "STATE_DIRECTORY", "/var/lib/kioskd");
+	if (!o.debug)
+		log_setlevel(daemon_conf->log_level);
+	if (o.check)
+		return check_config(daemon_conf);
+
+	if (mkdir_p(daemon_conf->state_dir, 0700) < 0)
+		fatal("cannot create state directory %s", daemon_conf->state_dir);
+	if (blob_init(daemon_conf->state_dir) < 0)
+		fatal("cannot create the blob spool in %s", daemon_conf->state_dir);
+	if (!(daemon_base = event_base_new()))
+		fatalx("cannot create the event loop");
+	if (worker_init(daemon_base, daemon_conf->workers) < 0)
+		fatal("cannot start the worker pool");
+	if (ipc_init(daemon_base, daemon_conf) < 0)
+		fatalx("cannot listen; giving up");
+	for (size_t i = 0; i < sizeof(signums) / sizeof(signums[0]); i++) {
+		sigs[i] = evsignal_new(daemon_base, signums[i], on_signal, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	devices_start(daemon_conf);
+	notify_init(daemon_base);
+	log_info("kioskd %s ready (config %s, state %s)", KIOSKD_VERSION, daemon_conf->path,
+	         daemon_conf->state_dir);
+	notify_ready("running");
+
+	event_base_dispatch(daemon_base);
+
+	worker_shutdown();
+	notify_shutdown();
+	for (size_t i = 0; i < sizeof(signums) / sizeof(signums[0]); i++)
+		event_free(sigs[i]);
+	plugin_unload_all();
+	conf_free(daemon_conf);
+	event_base_free(daemon_base);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,158 @@
+#include "req.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "devices.h"
+#include "ipc.h"
+
+struct kiosk_req *req_new(struct session *s, json_t *id, const char *cmd, json_t *args,
+                          int timeout_ms)
+{
+	struct kiosk_req *r = calloc(1, sizeof(*r));
+	if (!r || !(r->cmd = strdup(cmd))) {
+		free(r);
+		return NULL;
+	}
+	const char *dot = strchr(r->cmd, '.');
+	r->verb = dot ? dot + 1 : r->cmd;
+	r->id = json_incref(id);
+	r->args = args ? json_incref(args) : json_object();
+	r->timeout_ms = timeout_ms;
+	r->sess = s;
+	if (s)
+		TAILQ_INSERT_TAIL(session_reqs(s), r, s_entry);
+	return r;
+}
+
+static void req_free(struct kiosk_req *r)
+{
+	if (r->timer)
+		event_free(r->timer);
+	json_decref(r->id);
+	json_decref(r->args);
+	free(r->cmd);
+	free(r);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct kiosk_req *r = arg;
+	(void)fd;
+	(void)what;
+	if (r->on_device)
+		devices_abort(r, "timeout");
+	else
+		req_fail(r, "timeout", "%s: no answer within %d ms", r->cmd, r->timeout_ms);
+}
+
+void req_arm(struct kiosk_req *r)
+{
+	struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+	if (!r->timer)
+		r->timer = evtimer_new(daemon_base, on_timeout, r);
+	if (r->timer)
+		evtimer_add(r->timer, &tv);
+}
+
+static void req_detach(struct kiosk_req *r)
+{
+	if (r->sess) {
+		TAILQ_REMOVE(session_reqs(r->sess), r, s_entry);
+		r->sess = NULL;
+	}
+}
+
+/* Mark answered and send msg (ownership taken) to the client if any. */
+static void req_finish(struct kiosk_req *r, json_t *msg)
+{
+	r->answered = 1;
+	if (r->timer)
+		evtimer_del(r->timer);
+	if (r->sess)
+		session_send(r->sess, msg);
+	json_decref(msg);
+	req_detach(r);
+	if (!r->on_device)
+		req_free(r);
+}
+
+void req_reply(struct kiosk_req *r, json_t *result)
+{
+	if (r->answered) {
+		json_decref(result);
+		return;
+	}
+	req_finish(r, json_pack("{s:O,s:b,s:o}", "id", r->id, "ok", 1, "result",
+	                        result ? result : json_object()));
+}
+
+void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list ap)
+{
+	char msg[512];
+	if (r->answered)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	req_finish(r, json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", r->id, "ok", 0, "error", "code",
+	                        code, "message", msg));
+}
+
+void req_fail(struct kiosk_req *r, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	req_vfail(r, code, fmt, ap);
+	va_end(ap);
+}
+
+void req_progress(struct kiosk_req *r, json_t *data)
+{
+	if (!r->answered && r->sess) {
+		json_t *m = json_pack("{s:O,s:o}", "id", r->id, "progress", data ? data : json_object());
+		session_send(r->sess, m);
+		json_decref(m);
+	} else {
+		json_decref(data);
+	}
+}
+
+void req_release(struct kiosk_req *r)
+{
+	r->on_device = 0;
+	r->running = 0;
+	if (r->answered)
+		req_free(r);
+}
+
+void req_orphan(struct kiosk_req *r)
+{
+	req_detach(r);
+	if (!r->answered && !r->on_device) {
+		r->answered = 1;
+		req_free(r);
+	}
+}
+
+void reply_error(struct session *s, json_t *id, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_t *m = json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", id ? id : json_null(), "ok", 0, "error",
+	                      "code", code, "message", msg);
+	session_send(s, m);
+	json_decref(m);
+}
+
+void reply_ok(struct session *s, json_t *id, json_t *result)
+{
+	json_t *m = json_pack("{s:O,s:b,s:o}", "id", id, "ok", 1, "result",
+	                      result ? result : json_object());
+	session_send(s, m);
+	json_decref(m);
+}
