@@ -112,11 +112,8 @@ static void session_free(struct session *s)
 	struct kiosk_req *r;
 
 	/* closing a connection cancels its running requests */
-	while ((r = TAILQ_FIRST(&s->reqs))) {
+	while ((r = TAILQ_FIRST(&s->reqs)))
 		req_orphan(r);
-		if (r->on_device && !r->answered)
-			devices_abort(r, "cancelled");
-	}
 	TAILQ_REMOVE(&sessions, s, entry);
 	if (!s->fake)
 		nclients--;

@@ -130,10 +130,14 @@ void req_release(struct kiosk_req *r)
 void req_orphan(struct kiosk_req *r)
 {
 	req_detach(r);
-	if (!r->answered && !r->on_device) {
-		r->answered = 1;
-		req_free(r);
+	if (r->answered)
+		return;
+	if (r->on_device) {
+		devices_abort(r, "cancelled"); /* frees the device for others */
+		return;
 	}
+	r->answered = 1;
+	req_free(r);
 }
 
 void reply_error(struct session *s, json_t *id, const char *code, const char *fmt, ...)

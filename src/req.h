@@ -42,7 +42,8 @@ void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list a
 void req_progress(struct kiosk_req *r, json_t *data);
 /* The device let go of it; frees it if already answered. */
 void req_release(struct kiosk_req *r);
-/* The client went away: nothing more is sent; the device still finishes. */
+/* The client went away: nothing more is sent and a running command is
+ * cancelled. */
 void req_orphan(struct kiosk_req *r);
 /* Send a final error for a request that never became a kiosk_req. */
 void reply_error(struct session *s, json_t *id, const char *code, const char *fmt, ...)
