@@ -99,12 +99,12 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c hal/include/kiosk/hal.h
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libkioskd.a $(BUILD)/libkclient.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) \
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.a,$^) $(ALL_LDFLAGS) $(PKG_LIBS) \
 	    $(shell pkg-config --cflags --libs cmocka) -ldl -lpthread -lm
 
 $(BUILD)/tests/bench/%: tests/bench/%.c $(BUILD)/libkclient.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.a,$^) $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
 
 tests: all $(TESTPLUG_SOS) $(UNIT_BINS) $(BENCH_BINS)
 
