@@ -263,16 +263,19 @@ static int on_key(void *user, const char *section, const char *key, const char *
 	return 1; /* keep going: report every problem */
 }
 
-/* inih calls the reader once per line, so counting lines here tells the
- * handler which line it is looking at (this inih is built without
- * INI_HANDLER_LINENO). */
+/* inih calls the reader once per line and counts the calls; counting them
+ * here too tells the handler which line it is looking at (this inih is
+ * built without INI_HANDLER_LINENO).  A line longer than inih's buffer is
+ * refused once and the rest of it skipped, so that inih never sees its
+ * tail as more lines and both counts stay the same. */
 static char *line_reader(char *buf, int size, void *stream)
 {
 	struct parse *p = stream;
-	char *r;
+	size_t n;
 
 	if (p->fp) {
-		r = fgets(buf, size, p->fp);
+		if (!fgets(buf, size, p->fp))
+			return NULL;
 	} else {
 		const char *s = p->str;
 		if (!*s)
@@ -285,17 +288,21 @@ static char *line_reader(char *buf, int size, void *stream)
 		memcpy(buf, s, (size_t)i);
 		buf[i] = 0;
 		p->str = s + i;
-		r = buf;
 	}
-	if (r) {
-		size_t n = strlen(r);
-		/* a long line arrives in pieces: count it once, at its end */
-		if (p->line == 0 || (n && r[n - 1] == '\n'))
-			p->line++;
-		if (n && r[n - 1] != '\n' && n == (size_t)size - 1)
-			bad(p, "line too long (over %d bytes)", size - 3);
+	p->line++;
+	n = strlen(buf);
+	if (n == (size_t)size - 1 && buf[n - 1] != '\n') {
+		bad(p, "line too long (over %d bytes)", size - 3);
+		if (p->fp) {
+			int ch;
+			while ((ch = getc(p->fp)) != EOF && ch != '\n')
+				;
+		} else {
+			const char *nl = strchr(p->str, '\n');
+			p->str = nl ? nl + 1 : p->str + strlen(p->str);
+		}
 	}
-	return r;
+	return buf;
 }
 
 static void parse_one(struct parse *p, const char *file, FILE *fp, const char *str)
