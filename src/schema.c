@@ -366,10 +366,16 @@ static int check_blocks(json_t *args, char *why, size_t whylen)
 			         "blocks[%zu]: needs one of text, qr, barcode, image, feed, cut", i);
 			return -1;
 		}
-		/* "cut": true is the usual spelling; accept it as a full cut */
-		if (kind->args == block_cut && json_is_true(json_object_get(b, "cut")))
-			continue;
-		if (schema_check(kind, b, inner, sizeof(inner)) < 0) {
+		/* "cut": true is the usual spelling; check it as a full cut (the
+		 * block's other keys still count) */
+		json_t *copy = NULL;
+		if (kind->args == block_cut && json_is_true(json_object_get(b, "cut"))) {
+			copy = json_copy(b);
+			json_object_set_new(copy, "cut", json_string("full"));
+		}
+		int rc = schema_check(kind, copy ? copy : b, inner, sizeof(inner));
+		json_decref(copy);
+		if (rc < 0) {
 			snprintf(why, whylen, "blocks[%zu]: %s", i, inner);
 			return -1;
 		}
