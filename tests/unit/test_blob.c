@@ -17,7 +17,7 @@
 
 #include "blob.h"
 
-#define SHA256_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define SHA256_ABC   "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define SHA256_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 static char tmpdir[PATH_MAX];
@@ -149,14 +149,14 @@ static void test_missing_and_invalid(void **state)
 	assert_false(blob_exists(SHA256_ABC));
 
 	static const char *const bad[] = {
-		"",
-		"xyz",
-		SHA256_ABC "0",                                                     /* 65 */
-		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a", /* 63 */
-		"BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", /* upper */
-		"../../../../../../../../../../../../../../../../../../etc/passwd",
-		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a/",
-		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a ",
+	        "",
+	        "xyz",
+	        SHA256_ABC "0",                                                     /* 65 */
+	        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a",  /* 63 */
+	        "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", /* upper */
+	        "../../../../../../../../../../../../../../../../../../etc/passwd",
+	        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a/",
+	        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a ",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		errno = 0;
@@ -172,10 +172,10 @@ static void test_missing_and_invalid(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_init, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_same_content, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_missing_and_invalid, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_init, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_same_content, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_missing_and_invalid, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,11 +133,15 @@ static void test_every_daemon_key(void **state)
 	static const struct {
 		const char *name;
 		int level;
-	} levels[] = {{"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
-	              {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
+	} levels[] = {{"err", LOG_ERR},
+	              {"warning", LOG_WARNING},
+	              {"notice", LOG_NOTICE},
+	              {"info", LOG_INFO},
+	              {"debug", LOG_DEBUG}};
 	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
 		char text[128];
-		snprintf(text, sizeof(text), "[daemon]\nlog_level = %s ; comment\n", levels[i].name);
+		snprintf(text, sizeof(text), "[daemon]\nlog_level = %s ; comment\n",
+		         levels[i].name);
 		c = load_ok(text);
 		assert_int_equal(c->log_level, levels[i].level);
 		conf_free(c);
@@ -438,7 +442,8 @@ static void test_long_line(void **state)
 	assert_int_equal(d.n, 2);
 	snprintf(want, sizeof(want), "%s:2: line too long (over 197 bytes)", path);
 	assert_string_equal(d.msgs[0], want);
-	snprintf(want, sizeof(want), "%s:4: syntax error (expected [section] or key = value)", path);
+	snprintf(want, sizeof(want), "%s:4: syntax error (expected [section] or key = value)",
+	         path);
 	assert_string_equal(d.msgs[1], want);
 	diag_free(&d);
 	unlink(path);
@@ -623,24 +628,24 @@ static void test_device_equal(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_every_daemon_key),
-		cmocka_unit_test(test_devices),
-		cmocka_unit_test(test_later_wins),
-		cmocka_unit_test(test_shipped_config),
-		cmocka_unit_test(test_unknown_key),
-		cmocka_unit_test(test_bad_numbers),
-		cmocka_unit_test(test_bad_values),
-		cmocka_unit_test(test_sections),
-		cmocka_unit_test(test_device_errors),
-		cmocka_unit_test(test_device_names),
-		cmocka_unit_test(test_every_problem_reported),
-		cmocka_unit_test(test_syntax_error),
-		cmocka_unit_test(test_last_line_without_newline),
-		cmocka_unit_test(test_long_line),
-		cmocka_unit_test_setup_teardown(test_dropins, tree_setup, tree_teardown),
-		cmocka_unit_test_setup_teardown(test_missing_file, tree_setup, tree_teardown),
-		cmocka_unit_test(test_device_equal),
+	        cmocka_unit_test(test_defaults),
+	        cmocka_unit_test(test_every_daemon_key),
+	        cmocka_unit_test(test_devices),
+	        cmocka_unit_test(test_later_wins),
+	        cmocka_unit_test(test_shipped_config),
+	        cmocka_unit_test(test_unknown_key),
+	        cmocka_unit_test(test_bad_numbers),
+	        cmocka_unit_test(test_bad_values),
+	        cmocka_unit_test(test_sections),
+	        cmocka_unit_test(test_device_errors),
+	        cmocka_unit_test(test_device_names),
+	        cmocka_unit_test(test_every_problem_reported),
+	        cmocka_unit_test(test_syntax_error),
+	        cmocka_unit_test(test_last_line_without_newline),
+	        cmocka_unit_test(test_long_line),
+	        cmocka_unit_test_setup_teardown(test_dropins, tree_setup, tree_teardown),
+	        cmocka_unit_test_setup_teardown(test_missing_file, tree_setup, tree_teardown),
+	        cmocka_unit_test(test_device_equal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -229,10 +229,11 @@ static void test_fanout(void **state)
 	json_t *m, *topics;
 	regex_t ts_re;
 
-	assert_int_equal(regcomp(&ts_re,
-	                         "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
-	                         REG_EXTENDED | REG_NOSUB),
-	                 0);
+	assert_int_equal(
+	        regcomp(&ts_re,
+	                "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
+	                REG_EXTENDED | REG_NOSUB),
+	        0);
 	client_connect(&a, "ui.sock");
 	client_connect(&b, "ui.sock");
 
@@ -302,14 +303,13 @@ static void test_fanout(void **state)
 	m = request(&a, "{\"id\": 4, \"cmd\": \"events.subscribe\", \"args\": {\"topics\": "
 	                "[\"ok.*\", \"Bad\"]}}\n");
 	assert_false(json_is_true(json_object_get(m, "ok")));
-	assert_string_equal(
-		json_string_value(json_object_get(json_object_get(m, "error"), "code")),
-		"bad_request");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(m, "error"), "code")),
+	                    "bad_request");
 	json_decref(m);
 	m = request(&a, "{\"id\": 5, \"cmd\": \"events.unsubscribe\"}\n");
 	expect_ok(m, 5);
-	assert_int_equal(
-		json_array_size(json_object_get(json_object_get(m, "result"), "topics")), 0);
+	assert_int_equal(json_array_size(json_object_get(json_object_get(m, "result"), "topics")),
+	                 0);
 	json_decref(m);
 
 	close(a.fd);
@@ -319,10 +319,10 @@ static void test_fanout(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_match),
-		cmocka_unit_test(test_pattern_check),
-		cmocka_unit_test(test_publish_seq),
-		cmocka_unit_test_setup_teardown(test_fanout, ipc_setup, ipc_teardown),
+	        cmocka_unit_test(test_match),
+	        cmocka_unit_test(test_pattern_check),
+	        cmocka_unit_test(test_publish_seq),
+	        cmocka_unit_test_setup_teardown(test_fanout, ipc_setup, ipc_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

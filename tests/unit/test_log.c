@@ -98,7 +98,8 @@ static void assert_plain(const char *text, const char *rest_re)
 	regex_t re;
 	char pat[512];
 	snprintf(pat, sizeof(pat),
-	         "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z %s\n$", rest_re);
+	         "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z %s\n$",
+	         rest_re);
 	assert_int_equal(regcomp(&re, pat, REG_EXTENDED | REG_NOSUB), 0);
 	if (regexec(&re, text, 0, NULL, 0) != 0)
 		fail_msg("'%s' does not match %s", text, pat);
@@ -201,11 +202,11 @@ static void test_level_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_journal_prefixes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_plain_when_not_journal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_log_warn_errno, setup, teardown),
-		cmocka_unit_test(test_level_names),
+	        cmocka_unit_test_setup_teardown(test_journal_prefixes, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_plain_when_not_journal, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_log_warn_errno, setup, teardown),
+	        cmocka_unit_test(test_level_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,36 +23,38 @@ static char tmpdir[PATH_MAX];
 static int have_cc;
 
 static const char plugin_src[] =
-	"#include \"kiosk/hal.h\"\n"
-	"#ifndef MAGIC\n#define MAGIC KIOSK_HAL_MAGIC\n#endif\n"
-	"#ifndef MAJOR\n#define MAJOR KIOSK_HAL_ABI_MAJOR\n#endif\n"
-	"#ifndef MINOR\n#define MINOR KIOSK_HAL_ABI_MINOR\n#endif\n"
-	"#ifndef SIZE\n#define SIZE sizeof(struct kiosk_plugin)\n#endif\n"
-	"#ifndef CLASSES\n#define CLASSES (KIOSK_CLASS_PRINTER | KIOSK_CLASS_SCANNER)\n#endif\n"
-	"#ifndef NAME\n#define NAME \"fake\"\n#endif\n"
-	"#ifndef OPEN\n#define OPEN p_open\n#endif\n"
-	"#ifndef STATUS\n#define STATUS p_status\n#endif\n"
-	"#ifndef INIT_RC\n#define INIT_RC 0\n#endif\n"
-	"static int p_init(const struct kiosk_host *h) { return h->abi_major == 1 ? INIT_RC : -1; }\n"
-	"static int p_open(struct kiosk_dev *d, const struct kiosk_host *h, char *w, size_t n)\n"
-	"{ (void)d; (void)h; (void)w; (void)n; return 0; }\n"
-	"static void p_close(struct kiosk_dev *d) { (void)d; }\n"
-	"static void p_command(struct kiosk_dev *d, struct kiosk_req *r, const char *v, json_t *a)\n"
-	"{ (void)d; (void)r; (void)v; (void)a; }\n"
-	"static void p_cancel(struct kiosk_dev *d, struct kiosk_req *r) { (void)d; (void)r; }\n"
-	"static json_t *p_status(struct kiosk_dev *d) { (void)d; return 0; }\n"
-	"static const struct kiosk_option opts[] = {\n"
-	"  {\"width\", KIOSK_OPT_INT, \"32\", 16, 64, \"characters per line\"},\n"
-	"  {\"speed\", KIOSK_OPT_DOUBLE, 0, 0, 0, 0},\n"
-	"  {\"ratio\", KIOSK_OPT_DOUBLE, \"0.5\", 0, 1, 0},\n"
-	"  {\"flag\", KIOSK_OPT_BOOL, \"no\", 0, 0, 0},\n"
-	"  {\"label\", KIOSK_OPT_STRING, 0, 0, 0, 0},\n"
-	"  {0}};\n"
-	"KIOSK_EXPORT const struct kiosk_plugin kiosk_hal_plugin = {\n"
-	"  .magic = MAGIC, .abi_major = MAJOR, .abi_minor = MINOR, .struct_size = SIZE,\n"
-	"  .name = NAME, .version = \"1.0\", .classes = CLASSES, .options = opts,\n"
-	"  .init = p_init, .open = OPEN, .close = p_close, .command = p_command,\n"
-	"  .cancel = p_cancel, .status = STATUS};\n";
+        "#include \"kiosk/hal.h\"\n"
+        "#ifndef MAGIC\n#define MAGIC KIOSK_HAL_MAGIC\n#endif\n"
+        "#ifndef MAJOR\n#define MAJOR KIOSK_HAL_ABI_MAJOR\n#endif\n"
+        "#ifndef MINOR\n#define MINOR KIOSK_HAL_ABI_MINOR\n#endif\n"
+        "#ifndef SIZE\n#define SIZE sizeof(struct kiosk_plugin)\n#endif\n"
+        "#ifndef CLASSES\n#define CLASSES (KIOSK_CLASS_PRINTER | KIOSK_CLASS_SCANNER)\n#endif\n"
+        "#ifndef NAME\n#define NAME \"fake\"\n#endif\n"
+        "#ifndef OPEN\n#define OPEN p_open\n#endif\n"
+        "#ifndef STATUS\n#define STATUS p_status\n#endif\n"
+        "#ifndef INIT_RC\n#define INIT_RC 0\n#endif\n"
+        "static int p_init(const struct kiosk_host *h) { return h->abi_major == 1 ? INIT_RC : -1; "
+        "}\n"
+        "static int p_open(struct kiosk_dev *d, const struct kiosk_host *h, char *w, size_t n)\n"
+        "{ (void)d; (void)h; (void)w; (void)n; return 0; }\n"
+        "static void p_close(struct kiosk_dev *d) { (void)d; }\n"
+        "static void p_command(struct kiosk_dev *d, struct kiosk_req *r, const char *v, json_t "
+        "*a)\n"
+        "{ (void)d; (void)r; (void)v; (void)a; }\n"
+        "static void p_cancel(struct kiosk_dev *d, struct kiosk_req *r) { (void)d; (void)r; }\n"
+        "static json_t *p_status(struct kiosk_dev *d) { (void)d; return 0; }\n"
+        "static const struct kiosk_option opts[] = {\n"
+        "  {\"width\", KIOSK_OPT_INT, \"32\", 16, 64, \"characters per line\"},\n"
+        "  {\"speed\", KIOSK_OPT_DOUBLE, 0, 0, 0, 0},\n"
+        "  {\"ratio\", KIOSK_OPT_DOUBLE, \"0.5\", 0, 1, 0},\n"
+        "  {\"flag\", KIOSK_OPT_BOOL, \"no\", 0, 0, 0},\n"
+        "  {\"label\", KIOSK_OPT_STRING, 0, 0, 0, 0},\n"
+        "  {0}};\n"
+        "KIOSK_EXPORT const struct kiosk_plugin kiosk_hal_plugin = {\n"
+        "  .magic = MAGIC, .abi_major = MAJOR, .abi_minor = MINOR, .struct_size = SIZE,\n"
+        "  .name = NAME, .version = \"1.0\", .classes = CLASSES, .options = opts,\n"
+        "  .init = p_init, .open = OPEN, .close = p_close, .command = p_command,\n"
+        "  .cancel = p_cancel, .status = STATUS};\n";
 
 /* Build <tmpdir>/<name>.so with extra -D flags. */
 static void build(const char *name, const char *defines)
@@ -190,11 +192,11 @@ static void test_load_and_options(void **state)
 	 * first, so sort the messages) */
 	assert_int_equal(plugin_check_device(p, conf_device_find(c, "bad"), &d), -1);
 	static const char *const want_bad[] = {
-		"t.conf:12: device bad: width: 65 is out of range (16..64)",
-		"t.conf:13: device bad: speed: 'nan' is not a number",
-		"t.conf:14: device bad: ratio: 1.5 is out of range (0..1)",
-		"t.conf:15: device bad: flag: 'maybe' is not yes or no",
-		"t.conf:16: device bad: unknown option 'bogus' for plugin good",
+	        "t.conf:12: device bad: width: 65 is out of range (16..64)",
+	        "t.conf:13: device bad: speed: 'nan' is not a number",
+	        "t.conf:14: device bad: ratio: 1.5 is out of range (0..1)",
+	        "t.conf:15: device bad: flag: 'maybe' is not yes or no",
+	        "t.conf:16: device bad: unknown option 'bogus' for plugin good",
 	};
 	assert_int_equal(d.n, 5);
 	for (size_t i = 0; i < 5; i++) {
@@ -210,7 +212,7 @@ static void test_load_and_options(void **state)
 	assert_int_equal(d.n, 2);
 	for (int k = 0; k < d.n; k++)
 		assert_true(!strcmp(d.msgs[k], "t.conf:21: device badint: width: '20.5' is not a "
-		                                "whole number") ||
+		                               "whole number") ||
 		            !strcmp(d.msgs[k], "t.conf:22: device badint: speed: 'inf' is not a "
 		                               "number"));
 	diag_free(&d);
@@ -230,16 +232,17 @@ static void test_refusals(void **state)
 	static const struct {
 		const char *name, *defines, *why;
 	} cases[] = {
-		{"magic", "-DMAGIC=0x12345678", "bad magic 0x12345678 (not a kioskd plugin)"},
-		{"major2", "-DMAJOR=2 -DMINOR=3", "built for plugin ABI 2.3, this kioskd speaks 1.x"},
-		{"major0", "-DMAJOR=0", "built for plugin ABI 0.0, this kioskd speaks 1.x"},
-		{"small", "-DSIZE=16", NULL}, /* message built below */
-		{"noopen", "-DOPEN=0", "entry point open() is missing"},
-		{"nostatus", "-DSTATUS=0", "entry point status() is missing"},
-		{"noname", "-DNAME=0", "descriptor has no name or version"},
-		{"noclass", "-DCLASSES=0", "serves unknown device classes (mask 0x0)"},
-		{"badclass", "-DCLASSES=0x401", "serves unknown device classes (mask 0x401)"},
-		{"initfail", "-DINIT_RC=-1", "its init() failed"},
+	        {"magic", "-DMAGIC=0x12345678", "bad magic 0x12345678 (not a kioskd plugin)"},
+	        {"major2", "-DMAJOR=2 -DMINOR=3",
+	         "built for plugin ABI 2.3, this kioskd speaks 1.x"},
+	        {"major0", "-DMAJOR=0", "built for plugin ABI 0.0, this kioskd speaks 1.x"},
+	        {"small", "-DSIZE=16", NULL}, /* message built below */
+	        {"noopen", "-DOPEN=0", "entry point open() is missing"},
+	        {"nostatus", "-DSTATUS=0", "entry point status() is missing"},
+	        {"noname", "-DNAME=0", "descriptor has no name or version"},
+	        {"noclass", "-DCLASSES=0", "serves unknown device classes (mask 0x0)"},
+	        {"badclass", "-DCLASSES=0x401", "serves unknown device classes (mask 0x401)"},
+	        {"initfail", "-DINIT_RC=-1", "its init() failed"},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -249,7 +252,8 @@ static void test_refusals(void **state)
 		if (cases[i].why)
 			snprintf(why, sizeof(why), "%s", cases[i].why);
 		else
-			snprintf(why, sizeof(why), "descriptor is 16 bytes, ABI 1.0 needs at least %zu",
+			snprintf(why, sizeof(why),
+			         "descriptor is 16 bytes, ABI 1.0 needs at least %zu",
 			         offsetof(struct kiosk_plugin, inject) + sizeof(void *));
 		snprintf(want, sizeof(want), "plugin %s refused: %s", path, why);
 		expect_refused(path, NULL, want);
@@ -273,11 +277,9 @@ static void test_newer_minor(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_not_found),
-		cmocka_unit_test(test_not_a_plugin),
-		cmocka_unit_test(test_load_and_options),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_newer_minor),
+	        cmocka_unit_test(test_not_found),        cmocka_unit_test(test_not_a_plugin),
+	        cmocka_unit_test(test_load_and_options), cmocka_unit_test(test_refusals),
+	        cmocka_unit_test(test_newer_minor),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

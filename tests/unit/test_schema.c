@@ -40,7 +40,8 @@ static void check(enum kiosk_class cls, const char *name, const char *args_json,
 	json_decref(args);
 	if (!want_why) {
 		if (rc != 0)
-			fail_msg("%s.%s %s refused: %s", schema_class_name(cls), name, args_json, why);
+			fail_msg("%s.%s %s refused: %s", schema_class_name(cls), name, args_json,
+			         why);
 	} else {
 		if (rc != -1)
 			fail_msg("%s.%s %s accepted, wanted: %s", schema_class_name(cls), name,
@@ -59,7 +60,7 @@ static char *str_arg(const char *key, char c, size_t n)
 	return s;
 }
 
-#define CARD KIOSK_CLASS_CARDREADER
+#define CARD    KIOSK_CLASS_CARDREADER
 #define PRINTER KIOSK_CLASS_PRINTER
 
 static void test_class_names(void **state)
@@ -69,11 +70,11 @@ static void test_class_names(void **state)
 		const char *name;
 		enum kiosk_class cls;
 	} all[] = {
-		{"cardreader", KIOSK_CLASS_CARDREADER}, {"printer", KIOSK_CLASS_PRINTER},
-		{"scanner", KIOSK_CLASS_SCANNER},       {"idreader", KIOSK_CLASS_IDREADER},
-		{"camera", KIOSK_CLASS_CAMERA},         {"audio", KIOSK_CLASS_AUDIO},
-		{"barcode", KIOSK_CLASS_BARCODE},       {"locker", KIOSK_CLASS_LOCKER},
-		{"sensor", KIOSK_CLASS_SENSOR},         {"actuator", KIOSK_CLASS_ACTUATOR},
+	        {"cardreader", KIOSK_CLASS_CARDREADER}, {"printer", KIOSK_CLASS_PRINTER},
+	        {"scanner", KIOSK_CLASS_SCANNER},       {"idreader", KIOSK_CLASS_IDREADER},
+	        {"camera", KIOSK_CLASS_CAMERA},         {"audio", KIOSK_CLASS_AUDIO},
+	        {"barcode", KIOSK_CLASS_BARCODE},       {"locker", KIOSK_CLASS_LOCKER},
+	        {"sensor", KIOSK_CLASS_SENSOR},         {"actuator", KIOSK_CLASS_ACTUATOR},
 	};
 	unsigned seen = 0;
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -89,8 +90,7 @@ static void test_class_names(void **state)
 	assert_int_equal(schema_class_by_name(""), 0);
 	assert_int_equal(schema_class_by_name(NULL), 0);
 	assert_string_equal(schema_class_name(0), "unknown");
-	assert_string_equal(schema_class_name(KIOSK_CLASS_PRINTER | KIOSK_CLASS_CAMERA),
-	                    "unknown");
+	assert_string_equal(schema_class_name(KIOSK_CLASS_PRINTER | KIOSK_CLASS_CAMERA), "unknown");
 }
 
 static void test_verbs(void **state)
@@ -214,7 +214,8 @@ static void test_string(void **state)
 	check(ac, "set", s, "output: length must be between 1 and 64");
 	free(s);
 	check(ac, "set", "{\"output\": [\"heater\"]}", "output: must be a string");
-	check(ac, "set", "{\"output\": \"fan\", \"level\": 101}", "level: must be between 0 and 100");
+	check(ac, "set", "{\"output\": \"fan\", \"level\": 101}",
+	      "level: must be between 0 and 100");
 }
 
 static void test_array(void **state)
@@ -331,8 +332,9 @@ static void test_audio_play(void **state)
 	check(au, "play", "{}", one);
 	check(au, "play", NULL, one);
 	check(au, "play", "{\"file\": \"a\", \"tts\": \"b\"}", one);
-	check(au, "play", "{\"file\": \"a\", \"blob\": \"" /* 64 */
-	                  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"}",
+	check(au, "play",
+	      "{\"file\": \"a\", \"blob\": \"" /* 64 */
+	      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"}",
 	      one);
 	check(au, "play", "{\"blob\": \"abcd\"}", "blob: length must be between 64 and 64");
 	check(au, "play", "{\"file\": \"\"}", "file: length must be between 1 and 4096");
@@ -355,18 +357,18 @@ static void test_small_why(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_class_names),
-		cmocka_unit_test(test_verbs),
-		cmocka_unit_test(test_int),
-		cmocka_unit_test(test_bool),
-		cmocka_unit_test(test_enum),
-		cmocka_unit_test(test_hex),
-		cmocka_unit_test(test_string),
-		cmocka_unit_test(test_array),
-		cmocka_unit_test(test_unknown_and_missing),
-		cmocka_unit_test(test_printer_blocks),
-		cmocka_unit_test(test_audio_play),
-		cmocka_unit_test(test_small_why),
+	        cmocka_unit_test(test_class_names),
+	        cmocka_unit_test(test_verbs),
+	        cmocka_unit_test(test_int),
+	        cmocka_unit_test(test_bool),
+	        cmocka_unit_test(test_enum),
+	        cmocka_unit_test(test_hex),
+	        cmocka_unit_test(test_string),
+	        cmocka_unit_test(test_array),
+	        cmocka_unit_test(test_unknown_and_missing),
+	        cmocka_unit_test(test_printer_blocks),
+	        cmocka_unit_test(test_audio_play),
+	        cmocka_unit_test(test_small_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -197,10 +197,10 @@ static void test_shutdown_finishes_queued(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_finish_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pool_bound, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_finishes_queued, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_finish_order, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_pool_bound, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_shutdown_finishes_queued, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
