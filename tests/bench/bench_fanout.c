@@ -57,6 +57,46 @@ static void set_nonblock(int fd)
 		die("fcntl: %s", strerror(errno));
 }
 
+/* One event in flight: what has arrived so far. */
+struct round {
+	long k;           /* event number, warm-up included */
+	const char *code; /* the scanned code that marks this event */
+	long have;        /* subscribers that have it */
+	int have_reply;
+	long long seq;
+	uint64_t t0, t_first, t_last, t_reply;
+	uint64_t *lat; /* this event's row of delivery times, or NULL */
+};
+
+/* A line on subscriber idx (or on the producer when idx == nsub). */
+static void on_line(struct round *rd, struct conn *c, long idx, long nsub, const char *line,
+                    uint64_t t)
+{
+	if (idx == nsub) {
+		if (field_int(line, "id") != rd->k + 2 || !strstr(line, "\"ok\":true"))
+			die("inject %ld: unexpected reply: %.300s", rd->k, line);
+		rd->have_reply = 1;
+		rd->t_reply = t;
+		return;
+	}
+	if (!strstr(line, "\"event\":") || !strstr(line, rd->code))
+		die("subscriber %ld: unexpected line for event %ld: %.300s", idx, rd->k, line);
+	if (c->got)
+		die("subscriber %ld: event %ld delivered twice", idx, rd->k);
+	long long s = field_int(line, "seq");
+	if (rd->seq < 0)
+		rd->seq = s;
+	else if (s != rd->seq)
+		die("event %ld: seq %lld at subscriber %ld, %lld elsewhere", rd->k, s, idx,
+		    rd->seq);
+	c->got = 1;
+	if (!rd->have++)
+		rd->t_first = t;
+	rd->t_last = t;
+	if (rd->lat)
+		rd->lat[idx] = t - rd->t0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *ui = NULL, *admin = NULL, *device = "qr0", *topic = "barcode.*";
@@ -120,10 +160,11 @@ int main(int argc, char **argv)
 	}
 
 	size_t total = (size_t)nev * (size_t)nsub;
-	uint64_t *lat = calloc(total, sizeof(*lat));      /* every delivery */
-	uint64_t *first = calloc((size_t)nev, sizeof(*lat)); /* first subscriber */
-	uint64_t *last = calloc((size_t)nev, sizeof(*lat));  /* last subscriber */
-	uint64_t *rtt = calloc((size_t)nev, sizeof(*lat));   /* the inject's reply */
+	/* every delivery; per event: first and last subscriber, the reply */
+	uint64_t *lat = calloc(total, sizeof(*lat));
+	uint64_t *first = calloc((size_t)nev, sizeof(*lat));
+	uint64_t *last = calloc((size_t)nev, sizeof(*lat));
+	uint64_t *rtt = calloc((size_t)nev, sizeof(*lat));
 	struct epoll_event *evs = calloc((size_t)nsub + 1, sizeof(*evs));
 	if (!lat || !first || !last || !rtt || !evs)
 		die("out of memory");
@@ -133,11 +174,10 @@ int main(int argc, char **argv)
 
 	for (long k = 0; k < warmup + nev; k++) {
 		long rec = k - warmup; /* < 0 while warming up */
-		int have_reply = 0;
-		long have = 0;
-		long long seq = -1;
-		uint64_t t_first = 0, t_last = 0, t_reply = 0;
+		struct round rd = {.k = k, .code = code, .seq = -1};
 
+		if (rec >= 0)
+			rd.lat = lat + (size_t)rec * (size_t)nsub;
 		snprintf(code, sizeof(code), "BENCH-%06ld", k);
 		snprintf(req, sizeof(req),
 		         "{\"id\":%ld,\"cmd\":\"sim.inject\",\"device\":\"%s\","
@@ -146,9 +186,9 @@ int main(int argc, char **argv)
 		for (long i = 0; i < nsub; i++)
 			subs[i].got = 0;
 
-		uint64_t t0 = now_ns();
+		rd.t0 = now_ns();
 		write_all(prod.fd, req, strlen(req));
-		while (have < nsub || !have_reply) {
+		while (rd.have < nsub || !rd.have_reply) {
 			int m = epoll_wait(ep, evs, (int)nsub + 1, 5000);
 			uint64_t t = now_ns();
 			if (m < 0 && errno == EINTR)
@@ -156,60 +196,30 @@ int main(int argc, char **argv)
 			if (m < 0)
 				die("epoll_wait: %s", strerror(errno));
 			if (m == 0)
-				die("event %ld: timed out after 5 s: %ld of %ld subscribers have it, "
+				die("event %ld: timed out after 5 s: %ld of %ld subscribers, "
 				    "reply %s",
-				    k, have, nsub, have_reply ? "received" : "missing");
+				    k, rd.have, nsub, rd.have_reply ? "received" : "missing");
 			for (int e = 0; e < m; e++) {
 				long idx = (long)evs[e].data.u64;
 				struct conn *c = idx == nsub ? &prod : &subs[idx];
-				ssize_t r;
 				char *line;
 				/* one read per wake-up: epoll is level-triggered, so
 				 * anything left is reported again */
-				if ((r = lb_fill(&c->lb, c->fd)) == 0)
+				if (lb_fill(&c->lb, c->fd) == 0)
 					die("%s %ld: connection closed by kioskd",
 					    idx == nsub ? "producer" : "subscriber", idx);
-				while ((line = lb_next(&c->lb, &n))) {
-					if (idx == nsub) {
-						if (field_int(line, "id") != k + 2 ||
-						    !strstr(line, "\"ok\":true"))
-							die("inject %ld: unexpected reply: %.300s", k,
-							    line);
-						have_reply = 1;
-						t_reply = t;
-						continue;
-					}
-					if (!strstr(line, "\"event\":") || !strstr(line, code))
-						die("subscriber %ld: unexpected line for event %ld: "
-						    "%.300s",
-						    idx, k, line);
-					if (c->got)
-						die("subscriber %ld: event %ld delivered twice", idx,
-						    k);
-					long long s = field_int(line, "seq");
-					if (seq < 0)
-						seq = s;
-					else if (s != seq)
-						die("event %ld: seq %lld at subscriber %ld, %lld "
-						    "elsewhere",
-						    k, s, idx, seq);
-					c->got = 1;
-					if (!have++)
-						t_first = t;
-					t_last = t;
-					if (rec >= 0)
-						lat[(size_t)rec * (size_t)nsub + (size_t)idx] = t - t0;
-				}
+				while ((line = lb_next(&c->lb, &n)))
+					on_line(&rd, c, idx, nsub, line, t);
 			}
 		}
-		if (seq <= prev_seq)
-			die("event %ld: seq %lld does not follow %lld", k, seq, prev_seq);
-		prev_seq = seq;
+		if (rd.seq <= prev_seq)
+			die("event %ld: seq %lld does not follow %lld", k, rd.seq, prev_seq);
+		prev_seq = rd.seq;
 		if (rec >= 0) {
-			first[rec] = t_first - t0;
-			last[rec] = t_last - t0;
-			rtt[rec] = t_reply - t0;
-			reply_first += t_reply < t_first;
+			first[rec] = rd.t_first - rd.t0;
+			last[rec] = rd.t_last - rd.t0;
+			rtt[rec] = rd.t_reply - rd.t0;
+			reply_first += rd.t_reply < rd.t_first;
 		}
 		if (gap_us) {
 			struct timespec ts = {gap_us / 1000000, (gap_us % 1000000) * 1000};

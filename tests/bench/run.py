@@ -511,6 +511,9 @@ def main():
         ok = True
     except HarnessError as e:
         log("run.py: harness failure: %s" % e)
+    except Exception:  # a bug here or an unexpected system: still a harness failure
+        import traceback
+        log("run.py: harness failure:\n" + traceback.format_exc())
     finally:
         if d:
             d.kill()
