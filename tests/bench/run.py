@@ -89,17 +89,20 @@ class Notify:
             self.log.append(msg)
             self.q.put(msg)
 
-    def wait_for(self, pid, key, timeout):
-        """The arrival time of the first datagram from pid holding key=1."""
+    def wait_for(self, pid, key, timeout, alive=lambda: True):
+        """The arrival time of the first datagram from pid holding key=1;
+        None after timeout or once alive() says the sender is gone."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             try:
-                t, p, text = self.q.get(timeout=left)
+                t, p, text = self.q.get(timeout=min(left, 0.1))
             except queue.Empty:
-                return None
+                if not alive():
+                    return None
+                continue
             if p == pid and key + "=1" in text.split("\n"):
                 return t
 
@@ -146,13 +149,15 @@ class Daemon:
         t0 = time.monotonic_ns()
         self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=logf)
-        t = self.notify.wait_for(self.proc.pid, "READY", timeout)
+        t = self.notify.wait_for(self.proc.pid, "READY", timeout,
+                                 lambda: self.proc.poll() is None)
         logf.close()
         if t is None:
             rc = self.proc.poll()
             self.kill()
-            raise HarnessError("kioskd did not send READY=1 within %.0f s (%s)\n%s" % (
-                timeout, "exit status %s" % rc if rc is not None else "still running",
+            raise HarnessError("kioskd did not send READY=1 (%s)\n%s" % (
+                "exited with status %s" % rc if rc is not None
+                else "still running after %.0f s" % timeout,
                 self.log_tail()))
         self.ready_ns = t
         return t - t0
