@@ -270,6 +270,7 @@ class Daemon:
         self.use_runtime_arg = runtime_dir
         self.use_state_arg = state_dir
         self.proc = None
+        self.stopping = False
         self.notify_sock = None
         self.notifications = []  # every datagram received, in order
         self.returncode = None
@@ -308,6 +309,7 @@ class Daemon:
 
     # --- start / stop ---
     def start(self, wait_ready=True, timeout=10.0):
+        self.stopping = False
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         if os.path.exists(self.notify_path):
             os.unlink(self.notify_path)
@@ -361,12 +363,15 @@ class Daemon:
         return self.returncode
 
     def signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
         self.proc.send_signal(sig)
 
     def stop(self, expect_rc=0, timeout=10.0):
         """SIGTERM, wait, check the exit code and the log."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        # one SIGTERM only: a second one during the stop would kill it
+        if self.proc.poll() is None and not self.stopping:
+            self.signal(signal.SIGTERM)
         rc = self.wait_exit(timeout)
         self.close_clients()
         self.check_log()
