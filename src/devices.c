@@ -10,6 +10,7 @@
 #include "host.h"
 #include "log.h"
 #include "schema.h"
+#include "util.h"
 
 static TAILQ_HEAD(, kiosk_dev) devices = TAILQ_HEAD_INITIALIZER(devices);
 
@@ -40,6 +41,7 @@ static void set_state(struct kiosk_dev *d, enum dev_state st, const char *reason
 
 	d->state = st;
 	snprintf(d->reason, sizeof(d->reason), "%s", reason ? reason : "");
+	utf8_sanitize(d->reason); /* a plugin's text, maybe cut: it goes into JSON */
 	if (old == st && same_reason)
 		return;
 	/* busy <-> ready flips with every command: keep them out of the log */

@@ -8,6 +8,7 @@
 #include "daemon.h"
 #include "devices.h"
 #include "ipc.h"
+#include "util.h"
 
 struct kiosk_req *req_new(struct session *s, json_t *id, const char *cmd, json_t *args,
                           int timeout_ms)
@@ -96,6 +97,7 @@ void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list a
 	if (r->answered)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	utf8_sanitize(msg); /* else json_pack fails and no reply goes out */
 	req_finish(r, json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", r->id, "ok", 0, "error", "code",
 	                        code, "message", msg));
 }
@@ -147,6 +149,7 @@ void reply_error(struct session *s, json_t *id, const char *code, const char *fm
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	utf8_sanitize(msg);
 	json_t *m = json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", id ? id : json_null(), "ok", 0, "error",
 	                      "code", code, "message", msg);
 	session_send(s, m);
