@@ -27,6 +27,8 @@
 #include "ipc.h"
 #include "log.h"
 
+#include "harness.h"
+
 static int matches(const char *topic, ...)
 {
 	va_list ap;
@@ -103,123 +105,22 @@ static void test_publish_seq(void **state)
 
 /* ---- fan-out through ipc to real clients ---- */
 
-static char tmpdir[PATH_MAX];
-
-struct client {
-	int fd;
-	char buf[65536];
-	size_t len;
-};
-
-static void client_connect(struct client *c, const char *sock)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-
-	c->len = 0;
-	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, sock);
-	assert_true(strlen(path) < sizeof(sun.sun_path));
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	assert_true(c->fd >= 0);
-	assert_int_equal(connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-}
-
-static void client_send(struct client *c, const char *line)
-{
-	size_t n = strlen(line);
-	assert_int_equal(write(c->fd, line, n), (ssize_t)n);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Run the loop until c has a whole line, return it parsed (or NULL when
- * none came within ms). */
-static json_t *client_recv(struct client *c, int ms)
-{
-	double end = now() + ms / 1000.0;
-
-	for (;;) {
-		char *nl = memchr(c->buf, '\n', c->len);
-		if (nl) {
-			size_t n = (size_t)(nl - c->buf) + 1;
-			json_error_t err;
-			json_t *m = json_loadb(c->buf, n - 1, 0, &err);
-			if (!m)
-				fail_msg("bad line from daemon: %.*s", (int)n, c->buf);
-			memmove(c->buf, c->buf + n, c->len - n);
-			c->len -= n;
-			return m;
-		}
-		if (now() > end)
-			return NULL;
-		event_base_loop(daemon_base, EVLOOP_NONBLOCK);
-		ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
-		if (r > 0)
-			c->len += (size_t)r;
-		else if (r == 0)
-			return NULL;
-		else
-			usleep(1000);
-	}
-}
-
-static json_t *request(struct client *c, const char *line)
-{
-	client_send(c, line);
-	json_t *m = client_recv(c, 2000);
-	assert_non_null(m);
-	return m;
-}
-
 static int ipc_setup(void **state)
 {
-	struct diag d = {0};
-	char text[PATH_MAX + 64];
 	(void)state;
-
-	log_init("test", LOG_ERR);
-	snprintf(tmpdir, sizeof(tmpdir), "%s/kioskd-events-XXXXXX",
-	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	snprintf(text, sizeof(text), "[daemon]\nruntime_dir = %s\n", tmpdir);
-	daemon_base = event_base_new();
-	daemon_conf = conf_load_string("test.conf", text, &d);
-	diag_free(&d);
-	if (!daemon_base || !daemon_conf)
-		return -1;
-	return ipc_init(daemon_base, daemon_conf);
+	return h_start(NULL);
 }
 
 static int ipc_teardown(void **state)
 {
-	char cmd[PATH_MAX + 16];
 	(void)state;
-
-	ipc_shutdown();
-	/* let the reaper and bufferevents settle */
-	event_base_loop(daemon_base, EVLOOP_NONBLOCK);
-	event_base_free(daemon_base);
-	daemon_base = NULL;
-	conf_free(daemon_conf);
-	daemon_conf = NULL;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return h_stop();
 }
 
 static void expect_ok(json_t *m, json_int_t id)
 {
-	if (!json_is_true(json_object_get(m, "ok")) ||
-	    json_integer_value(json_object_get(m, "id")) != id) {
-		char *s = json_dumps(m, 0);
-		fail_msg("not ok for id %lld: %s", (long long)id, s);
-	}
+	result(m);
+	assert_int_equal(json_integer_value(json_object_get(m, "id")), id);
 }
 
 static void test_fanout(void **state)
@@ -291,8 +192,7 @@ static void test_fanout(void **state)
 	json_decref(m);
 
 	/* a closed client is no obstacle to the others */
-	close(b.fd);
-	event_base_loop(daemon_base, EVLOOP_NONBLOCK);
+	client_close(&b);
 	events_publish("device.state", "dev1", NULL);
 	m = client_recv(&a, 2000);
 	assert_non_null(m);
