@@ -349,3 +349,43 @@ def test_reload_reopens_only_changed_devices(kd, how):
              and {e["data"]["state"], e["data"]["previous"]} & {"opening", "offline"}}
     assert "card0" not in moved, ev.events
     assert {"printer0", "qr0"} <= moved
+
+
+def test_reload_answers_commands_of_reopened_and_removed_devices(kd):
+    d = kd(BASE)
+    ui = d.client()
+    wid = ui.request("cardreader.wait", timeout_ms=30000)
+    qid = ui.request("cardreader.status")
+    lid = ui.request("locker.status")
+    ui.reply(lid)
+    a = d.admin()
+    a.ok("sim.inject", "locker0", {"what": "hang_next"})
+    hid = ui.request("locker.open", args={"door": 1}, timeout_ms=30000)
+    hq = ui.request("locker.status")
+    ui.drain(0.05)
+    d.write_conf(BASE.replace(sim_device("card0", "cardreader", latency_ms=0),
+                              sim_device("card0", "cardreader", latency_ms=1))
+                 .replace(sim_device("locker0", "locker", doors=8), ""))
+    r = a.ok("config.reload")
+    assert sorted(r["changed"]) == ["card0", "locker0"]
+    for i, why in ((wid, "reconfigured"), (qid, "reconfigured"),
+                   (hid, "removed from configuration"), (hq, "removed from configuration")):
+        m = ui.reply(i, timeout=3)
+        assert m["ok"] is False and m["error"]["code"] == "device_offline", m
+        assert why in m["error"]["message"], m
+    d.wait_state("card0", "ready")
+    assert ui.call("cardreader.status")["ok"] is True
+    assert ui.err("locker.status")["code"] == "unknown_device"
+    assert ui.call("printer.status")["ok"] is True
+
+
+def test_reload_applies_daemon_limits(kd):
+    d = kd(daemon_section(max_line_bytes=65536))
+    c = d.client()
+    c.send_raw('{"id":1,"cmd":"hello","pad":"%s"}\n' % ("x" * 2000))
+    assert c.next_reply()["ok"] is True
+    d.write_conf(daemon_section(max_line_bytes=1024))
+    d.admin().ok("config.reload")
+    c.send_raw('{"id":2,"cmd":"hello","pad":"%s"}\n' % ("x" * 2000))
+    msgs = c.expect_eof()
+    assert [m["error"]["code"] for m in msgs] == ["too_large"]

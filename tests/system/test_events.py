@@ -171,3 +171,30 @@ def test_timeout_of_a_wait(kd):
     assert 0.18 <= took < 1.5, took
     d.wait_state("card0", "ready")
     assert c.call("cardreader.status")["ok"] is True
+
+
+def test_timeout_of_a_queued_request(kd):
+    d = kd(CONF)
+    c = d.client()
+    wid = c.request("cardreader.wait", timeout_ms=30000)
+    t0 = time.monotonic()
+    r = c.call("cardreader.read", args={"length": 1}, timeout_ms=150, timeout=3)
+    assert r["ok"] is False and r["error"]["code"] == "timeout", r
+    assert "before it started" in r["error"]["message"]
+    assert 0.13 <= time.monotonic() - t0 < 1.5
+    # the running wait was not disturbed
+    c.drain(0.05)
+    assert c.inbox == []
+    d.admin().ok("sim.inject", "card0", {"what": "insert"})
+    assert c.reply(wid)["ok"] is True
+
+
+def test_duplicate_ids_each_get_a_reply(kd):
+    d = kd(CONF)
+    c = d.client()
+    for _ in range(3):
+        c.request("locker.status", id="same")
+    replies = [c.reply("same") for _ in range(3)]
+    assert all(r["ok"] for r in replies)
+    c.drain(0.05)
+    assert c.inbox == []

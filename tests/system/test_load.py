@@ -6,6 +6,7 @@ import json
 import socket
 import time
 
+import kiosk
 from kiosk import SAN, SLOW, Client, daemon_section, sim_device, wait_until
 
 
@@ -134,6 +135,7 @@ def test_disconnect_mid_command_frees_the_device(kd):
            + sim_device("audio0", "audio", latency_ms=0))
     a = d.client()
     wid = a.request("cardreader.wait", timeout_ms=60000)
+    a.request("cardreader.read", args={"length": 4})  # queued behind the wait
     rid = a.request("audio.record", args={"duration_ms": 5000})
     a.drain(0.1)
     assert a.inbox == [] or all("progress" in m for m in a.inbox), a.inbox
@@ -195,3 +197,46 @@ def test_max_clients(kd):
     c = wait_until(accepted, 5, "a free client slot")
     assert c.ok("hello")["role"] == "ui"
     c.close()
+
+
+def test_pipelining_client_that_reads_is_not_dropped(kd):
+    """A client that pipelines many requests in one write and reads every
+    reply is not "a client that stops reading": it must get a final reply
+    for each request, even when all the replies together exceed
+    client_buffer_bytes (the daemon should stop reading its requests while
+    its replies are queued, not drop it)."""
+    d = kd(daemon_section(client_buffer_bytes=65536))
+    c = d.client()
+    n = 2000  # ~220 kB of replies for ~55 kB of requests
+    c.send_raw("".join('{"id":%d,"cmd":"hello"}\n' % i for i in range(n)))
+    got = set()
+    try:
+        while len(got) < n:
+            got.add(c.next_reply(timeout=5)["id"])
+    except kiosk.ProtocolEOF:
+        pass
+    assert len(got) == n, "dropped after %d of %d replies; log: %s" % (
+        len(got), n, d.log_lines("dropped"))
+    c.ok("hello")
+
+
+def test_dropped_client_with_running_command_frees_the_device(kd):
+    d = kd(daemon_section(client_buffer_bytes=4096)
+           + sim_device("card0", "cardreader", latency_ms=0)
+           + sim_device("qr0", "barcode", latency_ms=0))
+    sleeper = d.client()
+    sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sleeper.ok("events.subscribe", args={"topics": ["barcode.*"]})
+    sleeper.request("cardreader.wait", timeout_ms=60000)
+    sleeper.request("cardreader.status")  # queued behind the wait
+    wait_until(lambda: d.device("card0")["state"] == "busy", 2, "card0 busy")
+    a = d.admin()
+    code = "Z" * 4000
+    for i in range(400):
+        a.ok("sim.inject", "qr0", {"what": "scan", "code": code})
+        if d.log_lines("dropped: not reading"):
+            break
+    assert d.log_lines("dropped: not reading")
+    d.wait_state("card0", "ready", timeout=2)
+    other = d.client()
+    assert other.call("cardreader.status", timeout=2)["ok"] is True
