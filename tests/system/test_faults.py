@@ -1,6 +1,7 @@
 """Plugin faults driven through sim.inject: fail_next, hang_next (timeout,
 then the cancel grace period, offline and reopen), unplug / replug."""
 
+import signal
 import time
 
 import pytest
@@ -139,3 +140,62 @@ def test_inject_on_non_simulator(kd):
     e = d.admin().err("sim.inject", "echo0", {"what": "fail_next"})
     assert e["code"] == "bad_request"
     assert "not a simulator" in e["message"]
+
+
+def _scan_then(d, action):
+    """Start a feeder scan of big pages (each encoded on a worker thread),
+    wait for the first page, then `action()` while the next is encoding."""
+    ui = d.client()
+    sid = ui.request("scanner.scan", args={"source": "adf", "pages": 5, "resolution": 1200,
+                                           "mode": "color"}, timeout_ms=60000)
+    ui.wait_msg(lambda m: "progress" in m and m["id"] == sid, timeout=20)
+    action()
+    return ui, sid
+
+
+SCAN_CONF = daemon_section(reopen_min_ms=50) + sim_device("scanner0", "scanner", latency_ms=0,
+                                                          adf_pages=20)
+
+
+def test_reload_while_a_worker_job_runs(kd):
+    """The device is reconfigured while its plugin has a job on the worker
+    pool: the client gets device_offline at once; the job's late completion
+    must not touch the freed request (ASan), and the new instance serves."""
+    d = kd(SCAN_CONF)
+    a = d.admin()
+
+    def reload():
+        d.write_conf(SCAN_CONF.replace("adf_pages = 20", "adf_pages = 30"))
+        assert a.ok("config.reload")["changed"] == ["scanner0"]
+
+    ui, sid = _scan_then(d, reload)
+    r = ui.reply(sid, timeout=10)
+    assert r["ok"] is False and r["error"]["code"] == "device_offline", r
+    time.sleep(1.0 * SLOW)  # let the orphaned job finish
+    assert d.proc.poll() is None, d.log()
+    d.wait_state("scanner0", "ready")
+    assert ui.ok("scanner.status")["adf_pages"] == 30
+    d.stop()
+
+
+def test_timeout_while_a_worker_job_runs(kd):
+    """A timeout with a worker job in flight: the plugin is asked to cancel,
+    the late job completion is ignored and the device serves again."""
+    d = kd(daemon_section(cancel_grace_ms=10, reopen_min_ms=50)
+           + sim_device("scanner0", "scanner", latency_ms=0, adf_pages=20))
+    ui = d.client()
+    r = ui.call("scanner.scan", args={"source": "adf", "pages": 5, "resolution": 1200,
+                                      "mode": "color"}, timeout_ms=50, timeout=20)
+    assert r["error"]["code"] == "timeout", r
+    time.sleep(1.0 * SLOW)
+    assert d.proc.poll() is None, d.log()
+    d.wait_state("scanner0", "ready")
+    assert ui.call("scanner.status")["ok"] is True
+    d.stop()
+
+
+def test_sigterm_while_a_worker_job_runs(kd):
+    d = kd(SCAN_CONF)
+    ui, sid = _scan_then(d, lambda: d.signal(signal.SIGTERM))
+    assert d.wait_exit() == 0, d.log()
+    d.check_log()
