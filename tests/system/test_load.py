@@ -240,3 +240,16 @@ def test_dropped_client_with_running_command_frees_the_device(kd):
     d.wait_state("card0", "ready", timeout=2)
     other = d.client()
     assert other.call("cardreader.status", timeout=2)["ok"] is True
+
+
+def test_half_closed_client_still_gets_its_replies(kd):
+    """A one-shot client (printf ... | socat - UNIX:ui.sock) sends its request
+    and shuts down its write side: the connection is still open for the
+    reply, which must come ("exactly one final reply per request, always")."""
+    d = kd(daemon_section() + sim_device("locker0", "locker", latency_ms=50))
+    c = Client(d.ui_sock)
+    c.send_raw('{"id":1,"cmd":"hello"}\n{"id":2,"cmd":"locker.open","args":{"door":1}}\n')
+    c.sock.shutdown(socket.SHUT_WR)
+    msgs = c.expect_eof(timeout=3)
+    c.close()
+    assert sorted(m["id"] for m in msgs if "ok" in m) == [1, 2], msgs
