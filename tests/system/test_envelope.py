@@ -329,3 +329,23 @@ def test_status_and_devices_list_shape(ui):
     p = [d for d in dl if d["name"] == "printer0"][0]
     assert p["class"] == "printer" and p["plugin"] == "sim"
     assert "print" in p["capabilities"] and "status" in p["capabilities"]
+
+
+@pytest.mark.parametrize("obj", [
+    {"id": 1, "cmd": "printer.status", "device": "a" * 63 + "é"},
+    {"id": 1, "cmd": "printer.status", "device": "é" * 40},
+    {"id": 1, "cmd": "printer.status", "args": {"a" * 63 + "é": 1}},
+    {"id": 1, "cmd": "locker.open", "args": {"door": 1, "测" * 30: 1}},
+])
+def test_messages_truncated_inside_a_utf8_character_still_reply(ui, obj):
+    """Error messages quote client strings cut to a length: cutting inside
+    a multi-byte character must not lose the reply."""
+    ui.send(obj)
+    r = ui.next_reply(timeout=2)
+    assert r["id"] == 1 and r["ok"] is False
+    assert r["error"]["code"] in ("unknown_device", "bad_request")
+
+
+def test_inject_message_truncated_inside_utf8(admin):
+    r = admin.call("sim.inject", device="printer0", args={"what": "a" * 31 + "é"}, timeout=2)
+    assert r["ok"] is False and r["error"]["code"] == "bad_request"
