@@ -220,3 +220,26 @@ def test_sigterm_with_command_in_flight_gets_final_reply(kd):
         assert m["error"]["code"] in ("cancelled", "device_offline"), m
     assert d.wait_exit() == 0
     d.check_log()
+
+
+def test_runtime_dir_path_too_long(kd):
+    d = kd("", start=False)
+    d.run_dir = os.path.join(d.tmp, "r" * 120)
+    d.start(wait_ready=False)
+    assert d.wait_exit() == 1
+    assert "too long" in d.log(), d.log()
+    assert "READY=1" not in d.notify_lines()
+    # nothing was bound at a truncated path beside the runtime directory
+    stray = [f for f in os.listdir(d.tmp) if f.startswith("rrr") and f != "r" * 120]
+    assert stray == [], stray
+
+
+def test_state_dir_cannot_be_created(kd):
+    d = kd("", start=False)
+    with open(os.path.join(d.tmp, "afile"), "w") as f:
+        f.write("x")
+    d.state_dir = os.path.join(d.tmp, "afile", "state")
+    d.start(wait_ready=False)
+    assert d.wait_exit() == 1
+    assert "cannot create state directory" in d.log()
+    assert not os.path.exists(d.ui_sock)

@@ -389,3 +389,19 @@ def test_reload_applies_daemon_limits(kd):
     c.send_raw('{"id":2,"cmd":"hello","pad":"%s"}\n' % ("x" * 2000))
     msgs = c.expect_eof()
     assert [m["error"]["code"] for m in msgs] == ["too_large"]
+
+
+def test_config_that_is_a_directory_is_refused(tmpd):
+    """fopen() of a directory succeeds on Linux and the first read fails
+    with EISDIR: that must not pass as an empty, valid configuration."""
+    path = os.path.join(tmpd.tmp, "confdir")
+    os.mkdir(path)
+    rc, out, err = run_kioskd(["--check-config", "--config", path])
+    assert rc == 1, (out, err)
+    assert path in err
+    # the same for a drop-in
+    tmpd.write_conf(daemon_section())
+    os.makedirs(os.path.join(tmpd.tmp, "conf.d", "10-dir.conf"))
+    rc, out, err = run_kioskd(["--check-config", "--config", tmpd.conf_path])
+    assert rc == 1, (out, err)
+    assert "10-dir.conf" in err
