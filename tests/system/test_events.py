@@ -198,3 +198,16 @@ def test_duplicate_ids_each_get_a_reply(kd):
     assert all(r["ok"] for r in replies)
     c.drain(0.05)
     assert c.inbox == []
+
+
+def test_topic_limit_is_not_silent(kd):
+    """Subscriptions are capped at 32 patterns per session; one more must be
+    refused, not acknowledged and then never delivered."""
+    d = kd(CONF)
+    c = d.client()
+    c.ok("events.subscribe", args={"topics": ["t%d.*" % i for i in range(32)]})
+    r = c.call("events.subscribe", args={"topics": ["barcode.*"]})
+    if r["ok"]:
+        assert "barcode.*" in r["result"]["topics"], "acknowledged but dropped: %r" % r
+    else:
+        assert r["error"]["code"] == "bad_request"
