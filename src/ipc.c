@@ -134,8 +134,16 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 		session_free(s);
 }
 
+#ifdef KIOSKD_FUZZING
+void (*session_fake_sink)(struct session *s, const char *line, size_t len);
+#endif
+
 void session_send_line(struct session *s, const char *line, size_t len)
 {
+#ifdef KIOSKD_FUZZING
+	if (s->fake && !s->dead && session_fake_sink)
+		session_fake_sink(s, line, len);
+#endif
 	if (s->dead || s->closing || !s->bev)
 		return;
 	struct evbuffer *out = bufferevent_get_output(s->bev);

@@ -38,9 +38,11 @@ json_t *session_topics(struct session *s);
 void ipc_broadcast(const char *topic, const char *line, size_t len);
 
 #ifdef KIOSKD_FUZZING
-/* A session with no socket behind it whose output is discarded. */
+/* A session with no socket behind it (its output: session_fake_sink). */
 struct session *session_fake(enum role role);
 void session_fake_free(struct session *s);
+/* Where fake sessions' output lines go (NULL: discarded). */
+extern void (*session_fake_sink)(struct session *s, const char *line, size_t len);
 #endif
 
 #endif

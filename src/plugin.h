@@ -30,4 +30,9 @@ int plugin_check_device(const struct plugin *p, const struct conf_device *d, str
 const char *plugin_option_default(const struct plugin *p, const char *key);
 void plugin_unload_all(void);
 
+#ifdef KIOSKD_FUZZING
+/* A plugin linked into the fuzzer, then found under name as if loaded. */
+void plugin_register_builtin(const char *name, const struct kiosk_plugin *desc);
+#endif
+
 #endif
