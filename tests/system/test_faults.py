@@ -199,3 +199,27 @@ def test_sigterm_while_a_worker_job_runs(kd):
     ui, sid = _scan_then(d, lambda: d.signal(signal.SIGTERM))
     assert d.wait_exit() == 0, d.log()
     d.check_log()
+
+
+def test_reopen_backs_off(kd):
+    """An unplugged device is retried with exponential backoff (20 ms doubling
+    to 160 ms, full jitter), not in a tight loop and not never; a replug
+    brings it back at once."""
+    d = kd(daemon_section(reopen_min_ms=20, reopen_max_ms=160)
+           + sim_device("card0", "cardreader", latency_ms=0))
+    ev = d.client()
+    ev.ok("events.subscribe", args={"topics": ["device.state"]})
+    a = d.admin()
+    a.ok("sim.inject", "card0", {"what": "unplug"})
+    time.sleep(0.6)
+    ev.drain(0.01)
+    opens = [e for e in ev.events if e["data"]["state"] == "opening"]
+    assert 4 <= len(opens) <= 14, len(opens)
+    assert d.device("card0")["state"] == "offline"
+    ev.events.clear()
+    a.ok("sim.inject", "card0", {"what": "replug"})
+    d.wait_state("card0", "ready", timeout=0.5)
+    # replugged: the backoff starts again from the minimum
+    a.ok("sim.inject", "card0", {"what": "unplug"})
+    ev.events.clear()
+    ev.event("device.state", "card0", lambda m: m["data"]["state"] == "opening", timeout=0.3)
