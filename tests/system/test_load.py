@@ -200,15 +200,20 @@ def test_max_clients(kd):
 
 
 def test_pipelining_client_that_reads_is_not_dropped(kd):
-    """A client that pipelines many requests in one write and reads every
-    reply is not "a client that stops reading": it must get a final reply
-    for each request, even when all the replies together exceed
-    client_buffer_bytes (the daemon should stop reading its requests while
-    its replies are queued, not drop it)."""
-    d = kd(daemon_section(client_buffer_bytes=65536))
+    """A client that pipelines requests in one write and reads every reply
+    is not "a client that stops reading": it must get a final reply for each
+    request, even when the replies to one socket read's worth of requests
+    exceed client_buffer_bytes.  (The daemon should stop taking requests
+    from a session while its replies are queued, not drop it.)"""
+    conf = daemon_section(client_buffer_bytes=65536)
+    for i in range(12):
+        conf += sim_device("locker%d" % i, "locker", doors=4)
+    d = kd(conf)
     c = d.client()
-    n = 2000  # ~220 kB of replies for ~55 kB of requests
-    c.send_raw("".join('{"id":%d,"cmd":"hello"}\n' % i for i in range(n)))
+    one = len(json.dumps(c.ok("devices.list")))
+    n = 300  # ~9 kB of requests: one read for the daemon
+    assert n * one > 4 * 65536, one
+    c.send_raw("".join('{"id":%d,"cmd":"devices.list"}\n' % i for i in range(n)))
     got = set()
     try:
         while len(got) < n:
