@@ -3,7 +3,8 @@
 `kd(conf, ...)` starts a daemon on a private temp directory and waits for
 READY=1 on its NOTIFY_SOCKET.  At teardown every daemon still running is
 stopped with SIGTERM and must exit 0 with no sanitizer report in its log.
-Set KIOSKD_KEEP=1 to keep the temp directories.
+Set KIOSKD_KEEP=1 to keep the temp directories of failed tests
+(KIOSKD_KEEP=all: of every test).
 """
 
 import os
@@ -55,7 +56,8 @@ class _Factory:
             except AssertionError as e:
                 errors.append(str(e))
             finally:
-                d.cleanup(keep=keep or bool(os.environ.get("KIOSKD_KEEP")))
+                want = os.environ.get("KIOSKD_KEEP", "")
+                d.cleanup(keep=want == "all" or (bool(want) and keep))
         if errors:
             pytest.fail("daemon teardown: " + "\n".join(errors))
 
