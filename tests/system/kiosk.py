@@ -5,7 +5,6 @@ Standard library only (Debian's /usr/bin/python3).  Every wait polls with a
 deadline; nothing sleeps for a fixed time longer than a few milliseconds.
 """
 
-import errno
 import json
 import os
 import re

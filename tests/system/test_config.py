@@ -5,12 +5,11 @@ config.reload) refusing bad configs and reopening only changed devices."""
 import os
 import re
 import signal
-import time
 
 import pytest
 
 import kiosk
-from kiosk import Daemon, daemon_section, run_kioskd, sim_device, wait_until
+from kiosk import Daemon, daemon_section, run_kioskd, sim_device
 
 
 class Text:

@@ -3,7 +3,6 @@ error code, the connection stays usable, roles are enforced, and an
 over-long line closes only the offending connection."""
 
 import json
-import socket
 
 import pytest
 

@@ -6,7 +6,6 @@ import signal
 
 import pytest
 
-import kiosk
 from kiosk import Daemon, assert_no_sanitizer
 
 

@@ -2,11 +2,9 @@
 that names the problem (one log line per plugin), marks their devices
 failed, and keeps serving the good ones."""
 
-import json
 import os
 import re
 
-import pytest
 
 import kiosk
 from kiosk import daemon_section, run_kioskd, sim_device

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kiosk import SLOW, daemon_section, hexid, sim_device, wait_until
+from kiosk import daemon_section, hexid, sim_device, wait_until
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
