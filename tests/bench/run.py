@@ -516,6 +516,10 @@ def main():
         ok = True
     except HarnessError as e:
         log("run.py: harness failure: %s" % e)
+        if d and d.proc and d.proc.poll() is not None:
+            log("run.py: kioskd (pid %d) had exited with status %s, not stopped by run.py "
+                "(another process signalled it?); its log ends:\n%s" % (
+                    d.pid, d.proc.returncode, d.log_tail()))
     except Exception:  # a bug here or an unexpected system: still a harness failure
         import traceback
         log("run.py: harness failure:\n" + traceback.format_exc())
