@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "harness.h"
 
 static int setup(void **state)
@@ -303,6 +304,90 @@ static void test_reload(void **state)
 	client_close(&c);
 }
 
+static int setup_limits(void **state)
+{
+	(void)state;
+	return h_start("max_clients = 2\nclient_buffer_bytes = 4096\n");
+}
+
+static void test_max_clients(void **state)
+{
+	(void)state;
+	struct client a, b, c;
+	json_t *m;
+
+	client_connect(&a, "ui.sock");
+	client_connect(&b, "admin.sock");
+	m = request(&a, "{\"id\": 1, \"cmd\": \"hello\"}\n");
+	json_decref(m);
+	m = request(&b, "{\"id\": 1, \"cmd\": \"hello\"}\n");
+	json_decref(m);
+	assert_int_equal(ipc_nclients(), 2);
+	/* the third is told why and closed */
+	client_connect(&c, "ui.sock");
+	m = client_recv(&c, 2000);
+	assert_non_null(m);
+	assert_string_equal(error_code(m), "not_permitted");
+	assert_string_equal(error_message(m), "too many clients (limit 2)");
+	json_decref(m);
+	assert_null(client_recv(&c, 2000));
+	assert_true(c.closed);
+	client_close(&c);
+	/* room again once one leaves */
+	client_close(&a);
+	for (int i = 0; i < 100 && ipc_nclients() > 1; i++)
+		event_base_loop(daemon_base, EVLOOP_NONBLOCK);
+	assert_int_equal(ipc_nclients(), 1);
+	client_connect(&c, "ui.sock");
+	m = request(&c, "{\"id\": 2, \"cmd\": \"hello\"}\n");
+	result(m);
+	json_decref(m);
+	client_close(&b);
+	client_close(&c);
+}
+
+static void test_slow_reader_dropped(void **state)
+{
+	(void)state;
+	struct client slow, ok;
+	json_t *m;
+
+	client_connect(&slow, "ui.sock");
+	client_connect(&ok, "ui.sock");
+	m = request(&slow, "{\"id\": 1, \"cmd\": \"events.subscribe\", \"args\": {\"topics\": "
+	                   "[\"test.*\"]}}\n");
+	result(m);
+	json_decref(m);
+	m = request(&ok, "{\"id\": 1, \"cmd\": \"hello\"}\n");
+	json_decref(m);
+	assert_int_equal(ipc_nclients(), 2);
+	/* more than client_buffer_bytes queued in one loop turn: dropped, not
+	 * buffered without bound */
+	for (int i = 0; i < 50; i++)
+		events_publish(
+		        "test.flood", NULL,
+		        json_pack("{s:s}", "pad",
+		                  "0123456789012345678901234567890123456789012345678901234567890123"
+		                  "456789"));
+	for (int i = 0; i < 100 && ipc_nclients() > 1; i++)
+		event_base_loop(daemon_base, EVLOOP_NONBLOCK);
+	assert_int_equal(ipc_nclients(), 1);
+	/* it got at most what fitted, then the end of the connection */
+	int got = 0;
+	while ((m = client_recv(&slow, 2000))) {
+		got++;
+		json_decref(m);
+	}
+	assert_true(slow.closed);
+	assert_true(got < 50);
+	/* the other client is served as before */
+	m = request(&ok, "{\"id\": 2, \"cmd\": \"hello\"}\n");
+	result(m);
+	json_decref(m);
+	client_close(&slow);
+	client_close(&ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +398,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_pipelining_and_blank_lines, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_too_large, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_max_clients, setup_limits, teardown),
+	        cmocka_unit_test_setup_teardown(test_slow_reader_dropped, setup_limits, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
