@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "schema.h"
@@ -326,9 +327,17 @@ static void parse_one(struct parse *p, const char *file, FILE *fp, const char *s
 static void parse_file(struct parse *p, const char *path)
 {
 	FILE *fp = fopen(path, "re");
+	struct stat st;
+
 	if (!fp) {
 		diag_add(p->diag, path, 0, "cannot open: %s", strerror(errno));
 		p->bad = 1;
+		return;
+	}
+	if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
+		diag_add(p->diag, path, 0, "cannot read: not a regular file");
+		p->bad = 1;
+		fclose(fp);
 		return;
 	}
 	parse_one(p, path, fp, NULL);
@@ -413,7 +422,8 @@ static void conf_finish(struct parse *p)
 	}
 }
 
-static struct conf *conf_parse(const char *name, const char *text, struct diag *diag)
+static struct conf *conf_parse(const char *name, const char *text, struct diag *diag,
+                               int partial)
 {
 	struct parse p = {.diag = diag};
 
@@ -425,11 +435,11 @@ static struct conf *conf_parse(const char *name, const char *text, struct diag *
 		parse_one(&p, name, NULL, text);
 	} else {
 		parse_file(&p, name);
-		if (!p.bad || diag->n == 0 || !strstr(diag->msgs[diag->n - 1], "cannot open"))
+		if (!p.bad || diag->n == 0 || !strstr(diag->msgs[diag->n - 1], "cannot "))
 			parse_dropins(&p, name);
 	}
 	conf_finish(&p);
-	if (p.bad) {
+	if (p.bad && !partial) {
 		conf_free(p.conf);
 		return NULL;
 	}
@@ -438,12 +448,17 @@ static struct conf *conf_parse(const char *name, const char *text, struct diag *
 
 struct conf *conf_load(const char *path, struct diag *diag)
 {
-	return conf_parse(path, NULL, diag);
+	return conf_parse(path, NULL, diag, 0);
+}
+
+struct conf *conf_load_partial(const char *path, struct diag *diag)
+{
+	return conf_parse(path, NULL, diag, 1);
 }
 
 struct conf *conf_load_string(const char *name, const char *text, struct diag *diag)
 {
-	return conf_parse(name, text, diag);
+	return conf_parse(name, text, diag, 0);
 }
 
 static void opts_free(struct conf_opt *o)

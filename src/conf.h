@@ -50,6 +50,9 @@ struct conf {
 /* Read path and its drop-ins.  Returns NULL when anything is wrong, with
  * every problem in diag (not just the first). */
 struct conf *conf_load(const char *path, struct diag *diag);
+/* Same, but returns what could be read even when there are problems, so
+ * that --check-config can go on to check the devices against plugins. */
+struct conf *conf_load_partial(const char *path, struct diag *diag);
 /* Same, from a string (fuzzing, tests); name is used in messages. */
 struct conf *conf_load_string(const char *name, const char *text, struct diag *diag);
 void conf_free(struct conf *c);

@@ -71,7 +71,8 @@ void daemon_stop(void)
 {
 	log_info("stopping");
 	notify_stopping();
+	ipc_stop_listening();
+	devices_shutdown(); /* answers every request still open */
 	ipc_shutdown();
-	devices_shutdown();
 	event_base_loopexit(daemon_base, NULL);
 }

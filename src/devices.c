@@ -83,23 +83,31 @@ static void schedule_reopen(struct kiosk_dev *d)
 	d->backoff_ms = d->backoff_ms * 2 > c->reopen_max_ms ? c->reopen_max_ms : d->backoff_ms * 2;
 }
 
-/* Close the plugin side, unless worker jobs still run: then the last job's
- * completion finishes the close. */
+/* Close the plugin side.  While worker jobs of the device still run, the
+ * plugin may still hold the running request: answer it now, ask the plugin
+ * to cancel, and let the last job's completion finish the close. */
 static void device_close(struct kiosk_dev *d)
 {
+	struct kiosk_req *r = d->running;
+
 	if (d->grace_ev)
 		evtimer_del(d->grace_ev);
-	if (d->running) {
-		struct kiosk_req *r = d->running;
-		d->running = NULL;
+	if (r && !r->answered) {
 		req_fail(r, "device_offline", "%s: %s", d->name, d->reason);
-		req_release(r);
+		if (d->jobs > 0 && d->open) {
+			r->cancelled = 1;
+			d->plugin->desc->cancel(d, r);
+		}
 	}
 	if (d->jobs > 0)
 		return;
 	if (d->open) {
 		d->open = 0;
 		d->plugin->desc->close(d);
+	}
+	if ((r = d->running)) { /* the plugin is closed: nobody holds it now */
+		d->running = NULL;
+		req_release(r);
 	}
 	d->priv = NULL;
 	device_release_resources(d);
@@ -217,8 +225,8 @@ int devices_check_conf(const struct conf *c, struct diag *diag)
 	int bad = 0;
 
 	for (const struct conf_device *d = c->devices; d; d = d->next) {
-		if (!d->enabled)
-			continue;
+		if (!d->enabled || !d->cls || !d->plugin)
+			continue; /* conf_load already said what is missing */
 		const struct plugin *p = plugin_get(d->plugin, c->plugin_path, why, sizeof(why));
 		if (!p) {
 			const struct conf_opt *at = d->plugin_at;

@@ -8,6 +8,7 @@
 #include <fnmatch.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ struct session {
 	unsigned dead : 1;    /* dropped; freed by the reaper */
 	unsigned closing : 1; /* flushing a last error, then dropped */
 	unsigned fake : 1;
+	unsigned eof : 1; /* the client shut down its write side */
 };
 static TAILQ_HEAD(, session) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 
@@ -201,12 +203,37 @@ static void session_close_with(struct session *s, const char *code, const char *
 		session_drop(s, "closed after error");
 }
 
+static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_read(struct bufferevent *bev, void *arg);
+
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	bufferevent_setcb(bev, on_read, NULL, on_event, s);
+	bufferevent_enable(bev, EV_READ);
+	on_read(bev, s);
+}
+
+/* A client that pipelines faster than it reads its replies is paused, not
+ * dropped: take no more requests until its output has drained to a quarter
+ * of the cap.  Only output it did not ask for (events) can overflow it. */
+static int session_pause_if_full(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if ((long)evbuffer_get_length(out) <= client_buffer / 2)
+		return 0;
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)client_buffer / 4, 0);
+	bufferevent_setcb(s->bev, on_read, on_drained, on_event, s);
+	return 1;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!s->dead && !s->closing) {
+	while (!s->dead && !s->closing && !session_pause_if_full(s)) {
 		size_t eol_len;
 		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 		if (p.pos < 0) {
@@ -230,12 +257,38 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* A peer that closed its socket is gone (POLLHUP); one that only shut
+ * down its write side (printf ... | socat) still waits for its replies. */
+static int peer_gone(struct bufferevent *bev)
+{
+	struct pollfd pfd = {.fd = bufferevent_getfd(bev), .events = POLLIN | POLLRDHUP};
+	return poll(&pfd, 1, 0) != 1 || (pfd.revents & (POLLHUP | POLLERR));
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		session_drop(s, what & BEV_EVENT_EOF ? "disconnected" : "socket error");
+
+	if (what & BEV_EVENT_ERROR) {
+		session_drop(s, "socket error");
+	} else if (what & BEV_EVENT_EOF) {
+		if (TAILQ_EMPTY(&s->reqs) || peer_gone(bev)) {
+			session_drop(s, "disconnected");
+			return;
+		}
+		s->eof = 1;
+		bufferevent_disable(bev, EV_READ);
+	}
+}
+
+void session_req_removed(struct session *s)
+{
+	if (!s->eof || s->closing || s->dead || !TAILQ_EMPTY(&s->reqs))
+		return;
+	s->closing = 1;
+	bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_drop(s, "half-closed client answered");
 }
 
 static int in_group(uid_t uid, gid_t gid, gid_t want)
@@ -434,6 +487,11 @@ int ipc_init(struct event_base *base, const struct conf *conf)
 	int fds[2] = {-1, -1};
 
 	ipc_apply(conf);
+	if (strlen(conf->runtime_dir) + sizeof("/admin.sock") > sizeof(listeners[0].path)) {
+		log_err("runtime directory %s is too long for a socket path (at most %zu bytes)",
+		        conf->runtime_dir, sizeof(listeners[0].path) - sizeof("/admin.sock"));
+		return -1;
+	}
 	reaper = event_new(base, -1, 0, on_reap, NULL);
 	snprintf(listeners[0].path, sizeof(listeners[0].path), "%s/ui.sock", conf->runtime_dir);
 	snprintf(listeners[1].path, sizeof(listeners[1].path), "%s/admin.sock",
@@ -448,8 +506,9 @@ int ipc_init(struct event_base *base, const struct conf *conf)
 	for (int k = 0; k < 2; k++) {
 		int backlog = 0; /* already listening when systemd passed it */
 		if (fds[k] < 0) {
-			fds[k] = listen_path(listeners[k].path, k ? 0600 : 0660,
-			                     k ? conf->admin_group : conf->ui_group);
+			/* admin.sock is 0600 unless an admin group may use it */
+			const char *group = k ? conf->admin_group : conf->ui_group;
+			fds[k] = listen_path(listeners[k].path, k && !group ? 0600 : 0660, group);
 			if (fds[k] < 0)
 				return -1;
 			listeners[k].owned = 1;
@@ -465,19 +524,43 @@ int ipc_init(struct event_base *base, const struct conf *conf)
 	return 0;
 }
 
-void ipc_shutdown(void)
+void ipc_stop_listening(void)
 {
-	struct session *s, *tmp;
-
 	for (int k = 0; k < 2; k++) {
 		if (listeners[k].lev)
 			evconnlistener_free(listeners[k].lev);
 		listeners[k].lev = NULL;
 		if (listeners[k].owned)
 			unlink(listeners[k].path);
+		listeners[k].owned = 0;
 	}
-	TAILQ_FOREACH_SAFE(s, &sessions, entry, tmp)
-	session_free(s);
+}
+
+/* Last words to a client at shutdown: what fits in the socket now.  The
+ * final replies of cancelled requests are small, so they fit. */
+static void session_flush(struct session *s)
+{
+	struct evbuffer *out;
+	if (!s->bev || s->dead)
+		return;
+	out = bufferevent_get_output(s->bev);
+	/* a socket bufferevent freezes the drain side of its output buffer;
+	 * we are about to free the bufferevent, so write it out ourselves */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0 &&
+	       evbuffer_write(out, bufferevent_getfd(s->bev)) > 0)
+		;
+}
+
+void ipc_shutdown(void)
+{
+	struct session *s, *tmp;
+
+	ipc_stop_listening();
+	TAILQ_FOREACH_SAFE(s, &sessions, entry, tmp) {
+		session_flush(s);
+		session_free(s);
+	}
 	if (reaper)
 		event_free(reaper);
 	reaper = NULL;

@@ -18,7 +18,9 @@ struct session;
 int ipc_init(struct event_base *base, const struct conf *conf);
 /* Take new limits after a reload (socket paths change only on restart). */
 void ipc_apply(const struct conf *conf);
-/* Stop accepting; drop every session. */
+void ipc_stop_listening(void);
+/* Stop accepting; send what is queued if the socket takes it; drop every
+ * session. */
 void ipc_shutdown(void);
 int ipc_nclients(void);
 
@@ -31,6 +33,10 @@ enum role session_role(const struct session *s);
 unsigned session_id(const struct session *s);
 pid_t session_pid(const struct session *s);
 int session_alive(const struct session *s);
+
+/* A request of s was answered or dropped (closes a half-closed session
+ * once its last reply is out). */
+void session_req_removed(struct session *s);
 
 /* Event subscriptions: the session's topic patterns (a JSON array). */
 json_t *session_topics(struct session *s);

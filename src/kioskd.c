@@ -119,16 +119,24 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-static int check_config(struct conf *c)
+/* Report every problem, not just the first: read what can be read, then
+ * check its devices against their plugins too. */
+static int check_config(const char *path)
 {
 	struct diag diag = {0};
-	int rc = devices_check_conf(c, &diag);
+	struct conf *c = conf_load_partial(path, &diag);
+	int ok = c && diag.n == 0;
+
+	if (c && devices_check_conf(c, &diag) < 0)
+		ok = 0;
 	for (int i = 0; i < diag.n; i++)
 		fprintf(stderr, "%s\n", diag.msgs[i]);
+	if (ok)
+		printf("%s: configuration OK\n", path);
 	diag_free(&diag);
-	if (rc == 0)
-		printf("%s: configuration OK\n", c->path);
-	return rc == 0 ? 0 : 1;
+	conf_free(c);
+	plugin_unload_all();
+	return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -143,6 +151,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &daemon_started);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (o.check)
+		return check_config(o.config);
 	daemon_conf = conf_load(o.config, &diag);
 	for (int i = 0; i < diag.n; i++)
 		fprintf(stderr, "%s\n", diag.msgs[i]);
@@ -156,8 +166,6 @@ int main(int argc, char **argv)
 	pick_dir(&daemon_conf->state_dir, o.state_dir, "STATE_DIRECTORY", "/var/lib/kioskd");
 	if (!o.debug)
 		log_setlevel(daemon_conf->log_level);
-	if (o.check)
-		return check_config(daemon_conf);
 
 	if (mkdir_p(daemon_conf->state_dir, 0700) < 0)
 		fatal("cannot create state directory %s", daemon_conf->state_dir);

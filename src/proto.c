@@ -97,8 +97,16 @@ static void cmd_subscribe(struct call *c)
 		reply_error(c->s, c->id, "bad_request", "missing argument 'topics'");
 		return;
 	}
+	size_t add = 0;
+	json_array_foreach(t, i, v) add += !has_topic(mine, v);
+	if (json_array_size(mine) + add > MAX_TOPICS) {
+		reply_error(c->s, c->id, "bad_request",
+		            "too many topic patterns: a session may hold %d (it has %zu)", MAX_TOPICS,
+		            json_array_size(mine));
+		return;
+	}
 	json_array_foreach(t, i, v) {
-		if (!has_topic(mine, v) && json_array_size(mine) < MAX_TOPICS)
+		if (!has_topic(mine, v))
 			json_array_append(mine, v);
 	}
 	reply_ok(c->s, c->id, json_pack("{s:O}", "topics", mine));

@@ -61,9 +61,11 @@ void req_arm(struct kiosk_req *r)
 
 static void req_detach(struct kiosk_req *r)
 {
-	if (r->sess) {
-		TAILQ_REMOVE(session_reqs(r->sess), r, s_entry);
+	struct session *s = r->sess;
+	if (s) {
+		TAILQ_REMOVE(session_reqs(s), r, s_entry);
 		r->sess = NULL;
+		session_req_removed(s);
 	}
 }
 
