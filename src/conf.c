@@ -56,20 +56,20 @@ static const struct daemon_key {
 	size_t off;
 	long min, max;
 } daemon_keys[] = {
-	{"runtime_dir", K_STR, offsetof(struct conf, runtime_dir), 0, 0},
-	{"state_dir", K_STR, offsetof(struct conf, state_dir), 0, 0},
-	{"plugin_path", K_STR, offsetof(struct conf, plugin_path), 0, 0},
-	{"log_level", K_LEVEL, offsetof(struct conf, log_level), 0, 0},
-	{"max_clients", K_INT, offsetof(struct conf, max_clients), 1, 4096},
-	{"max_line_bytes", K_LONG, offsetof(struct conf, max_line), 256, 64L << 20},
-	{"client_buffer_bytes", K_LONG, offsetof(struct conf, client_buffer), 4096, 256L << 20},
-	{"admin_group", K_STR, offsetof(struct conf, admin_group), 0, 0},
-	{"ui_group", K_STR, offsetof(struct conf, ui_group), 0, 0},
-	{"command_timeout_ms", K_INT, offsetof(struct conf, command_timeout_ms), 10, 86400000},
-	{"cancel_grace_ms", K_INT, offsetof(struct conf, cancel_grace_ms), 10, 600000},
-	{"workers", K_INT, offsetof(struct conf, workers), 1, 64},
-	{"reopen_min_ms", K_INT, offsetof(struct conf, reopen_min_ms), 10, 3600000},
-	{"reopen_max_ms", K_INT, offsetof(struct conf, reopen_max_ms), 10, 3600000},
+        {"runtime_dir", K_STR, offsetof(struct conf, runtime_dir), 0, 0},
+        {"state_dir", K_STR, offsetof(struct conf, state_dir), 0, 0},
+        {"plugin_path", K_STR, offsetof(struct conf, plugin_path), 0, 0},
+        {"log_level", K_LEVEL, offsetof(struct conf, log_level), 0, 0},
+        {"max_clients", K_INT, offsetof(struct conf, max_clients), 1, 4096},
+        {"max_line_bytes", K_LONG, offsetof(struct conf, max_line), 256, 64L << 20},
+        {"client_buffer_bytes", K_LONG, offsetof(struct conf, client_buffer), 4096, 256L << 20},
+        {"admin_group", K_STR, offsetof(struct conf, admin_group), 0, 0},
+        {"ui_group", K_STR, offsetof(struct conf, ui_group), 0, 0},
+        {"command_timeout_ms", K_INT, offsetof(struct conf, command_timeout_ms), 10, 86400000},
+        {"cancel_grace_ms", K_INT, offsetof(struct conf, cancel_grace_ms), 10, 600000},
+        {"workers", K_INT, offsetof(struct conf, workers), 1, 64},
+        {"reopen_min_ms", K_INT, offsetof(struct conf, reopen_min_ms), 10, 3600000},
+        {"reopen_max_ms", K_INT, offsetof(struct conf, reopen_max_ms), 10, 3600000},
 };
 
 struct parse {
@@ -225,8 +225,9 @@ static void device_key(struct parse *p, const char *name, const char *key, const
 		return;
 	if (!strcmp(key, "class")) {
 		if (!(d->cls = schema_class_by_name(value)))
-			bad(p, "device %s: unknown class '%s' (cardreader, printer, scanner, "
-			       "idreader, camera, audio, barcode, locker, sensor, actuator)",
+			bad(p,
+			    "device %s: unknown class '%s' (cardreader, printer, scanner, "
+			    "idreader, camera, audio, barcode, locker, sensor, actuator)",
 			    name, value);
 	} else if (!strcmp(key, "plugin")) {
 		if (!*value)
@@ -370,7 +371,8 @@ static void parse_dropins(struct parse *p, const char *main_path)
 		struct dirent *de;
 		while (dp && (de = readdir(dp)) && n < 512) {
 			size_t len = strlen(de->d_name);
-			if (de->d_name[0] == '.' || len < 6 || strcmp(de->d_name + len - 5, ".conf"))
+			if (de->d_name[0] == '.' || len < 6 ||
+			    strcmp(de->d_name + len - 5, ".conf"))
 				continue;
 			if (asprintf(&paths[n], "%s/%s", dir, de->d_name) >= 0)
 				n++;
@@ -422,8 +424,7 @@ static void conf_finish(struct parse *p)
 	}
 }
 
-static struct conf *conf_parse(const char *name, const char *text, struct diag *diag,
-                               int partial)
+static struct conf *conf_parse(const char *name, const char *text, struct diag *diag, int partial)
 {
 	struct parse p = {.diag = diag};
 

@@ -11,7 +11,7 @@ struct diag {
 	int n, cap;
 };
 void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 void diag_free(struct diag *d);
 
 struct conf_opt {
@@ -28,7 +28,7 @@ struct conf_device {
 	char *plugin;
 	int timeout_ms; /* 0: the daemon's command_timeout_ms */
 	int enabled;
-	struct conf_opt *opts; /* every key the core does not own: plugin options */
+	struct conf_opt *opts;      /* every key the core does not own: plugin options */
 	struct conf_opt *plugin_at; /* where "plugin" was set, for messages */
 	struct conf_device *next;
 };

@@ -3,8 +3,8 @@
 #ifndef KIOSKD_DEV_H
 #define KIOSKD_DEV_H
 
-#include <event2/event.h>
 #include "tailq.h"
+#include <event2/event.h>
 
 #include "conf.h"
 #include "plugin.h"
@@ -39,7 +39,7 @@ struct kiosk_dev {
 	TAILQ_ENTRY(kiosk_dev) entry;
 	char *name;
 	enum kiosk_class cls;
-	struct conf_device *conf; /* our own copy */
+	struct conf_device *conf;    /* our own copy */
 	const struct plugin *plugin; /* NULL when it could not be loaded */
 	enum dev_state state;
 	char reason[256];

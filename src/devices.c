@@ -230,8 +230,8 @@ int devices_check_conf(const struct conf *c, struct diag *diag)
 		const struct plugin *p = plugin_get(d->plugin, c->plugin_path, why, sizeof(why));
 		if (!p) {
 			const struct conf_opt *at = d->plugin_at;
-			diag_add(diag, at ? at->file : d->file, at ? at->line : d->line, "device %s: %s",
-			         d->name, why);
+			diag_add(diag, at ? at->file : d->file, at ? at->line : d->line,
+			         "device %s: %s", d->name, why);
 			bad = 1;
 		} else if (plugin_check_device(p, d, diag) < 0) {
 			bad = 1;
@@ -262,7 +262,8 @@ void devices_apply(const struct conf *c, json_t *changed)
 {
 	struct kiosk_dev *d, *tmp;
 
-	TAILQ_FOREACH_SAFE(d, &devices, entry, tmp) {
+	TAILQ_FOREACH_SAFE(d, &devices, entry, tmp)
+	{
 		if (d->removing)
 			continue;
 		const struct conf_device *nd = conf_device_find(c, d->name);
@@ -321,13 +322,14 @@ struct kiosk_dev *devices_resolve(enum kiosk_class cls, const char *name, const 
 		}
 		if (d->cls != cls) {
 			*code = "bad_request";
-			snprintf(why, whylen, "%s is a %s, not a %s", d->name, schema_class_name(d->cls),
-			         schema_class_name(cls));
+			snprintf(why, whylen, "%s is a %s, not a %s", d->name,
+			         schema_class_name(d->cls), schema_class_name(cls));
 			return NULL;
 		}
 		return d;
 	}
-	TAILQ_FOREACH(d, &devices, entry) {
+	TAILQ_FOREACH(d, &devices, entry)
+	{
 		if (!d->removing && d->cls == cls) {
 			found = d;
 			n++;
@@ -437,13 +439,14 @@ json_t *devices_json(int with_status)
 	json_t *a = json_array();
 	struct kiosk_dev *d;
 
-	TAILQ_FOREACH(d, &devices, entry) {
+	TAILQ_FOREACH(d, &devices, entry)
+	{
 		if (d->removing)
 			continue;
-		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", d->name, "class",
-		                      schema_class_name(d->cls), "plugin", d->conf->plugin, "state",
-		                      state_names[d->state], "capabilities",
-		                      schema_verbs_json(d->cls));
+		json_t *o =
+		        json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", d->name, "class",
+		                  schema_class_name(d->cls), "plugin", d->conf->plugin, "state",
+		                  state_names[d->state], "capabilities", schema_verbs_json(d->cls));
 		if (*d->reason)
 			json_object_set_new(o, "reason", json_string(d->reason));
 		if (with_status && d->open) {
@@ -461,7 +464,8 @@ json_t *devices_state_counts(void)
 	struct kiosk_dev *d;
 	for (size_t i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
 		json_object_set_new(o, state_names[i], json_integer(0));
-	TAILQ_FOREACH(d, &devices, entry) {
+	TAILQ_FOREACH(d, &devices, entry)
+	{
 		json_t *v = json_object_get(o, state_names[d->state]);
 		json_integer_set(v, json_integer_value(v) + 1);
 	}

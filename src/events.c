@@ -13,7 +13,8 @@ int events_match(json_t *patterns, const char *topic)
 {
 	size_t i;
 	json_t *p;
-	json_array_foreach(patterns, i, p) {
+	json_array_foreach(patterns, i, p)
+	{
 		if (fnmatch(json_string_value(p), topic, 0) == 0)
 			return 1;
 	}

@@ -77,8 +77,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		timer_free(t);
 }
 
-static struct kiosk_timer *h_timer_start(struct kiosk_dev *d, uint32_t ms, int repeat,
-                                         kiosk_cb cb, void *arg)
+static struct kiosk_timer *h_timer_start(struct kiosk_dev *d, uint32_t ms, int repeat, kiosk_cb cb,
+                                         void *arg)
 {
 	struct kiosk_timer *t = calloc(1, sizeof(*t));
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -264,29 +264,29 @@ static int h_blob_get(struct kiosk_dev *d, const char *id, void **data, size_t *
 }
 
 static const struct kiosk_host host = {
-	.struct_size = sizeof(struct kiosk_host),
-	.abi_major = KIOSK_HAL_ABI_MAJOR,
-	.abi_minor = KIOSK_HAL_ABI_MINOR,
-	.dev_name = h_dev_name,
-	.dev_class = h_dev_class,
-	.config = h_config,
-	.set_priv = h_set_priv,
-	.priv = h_priv,
-	.log = h_log,
-	.timer_start = h_timer_start,
-	.timer_stop = h_timer_stop,
-	.watch_fd = h_watch_fd,
-	.unwatch_fd = h_unwatch_fd,
-	.emit = h_emit,
-	.reply = h_reply,
-	.fail = h_fail,
-	.progress = h_progress,
-	.cancelled = h_cancelled,
-	.req_dev = h_req_dev,
-	.lost = h_lost,
-	.run_blocking = h_run_blocking,
-	.blob_put = h_blob_put,
-	.blob_get = h_blob_get,
+        .struct_size = sizeof(struct kiosk_host),
+        .abi_major = KIOSK_HAL_ABI_MAJOR,
+        .abi_minor = KIOSK_HAL_ABI_MINOR,
+        .dev_name = h_dev_name,
+        .dev_class = h_dev_class,
+        .config = h_config,
+        .set_priv = h_set_priv,
+        .priv = h_priv,
+        .log = h_log,
+        .timer_start = h_timer_start,
+        .timer_stop = h_timer_stop,
+        .watch_fd = h_watch_fd,
+        .unwatch_fd = h_unwatch_fd,
+        .emit = h_emit,
+        .reply = h_reply,
+        .fail = h_fail,
+        .progress = h_progress,
+        .cancelled = h_cancelled,
+        .req_dev = h_req_dev,
+        .lost = h_lost,
+        .run_blocking = h_run_blocking,
+        .blob_put = h_blob_put,
+        .blob_get = h_blob_get,
 };
 
 const struct kiosk_host *host_table(void)

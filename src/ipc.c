@@ -1,5 +1,6 @@
 #include "ipc.h"
 
+#include "tailq.h"
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tailq.h"
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -178,7 +178,8 @@ void session_send(struct session *s, json_t *msg)
 void ipc_broadcast(const char *topic, const char *line, size_t len)
 {
 	struct session *s;
-	TAILQ_FOREACH(s, &sessions, entry) {
+	TAILQ_FOREACH(s, &sessions, entry)
+	{
 		if (!s->dead && events_match(s->topics, topic))
 			session_send_line(s, line, len);
 	}
@@ -239,7 +240,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (p.pos < 0) {
 			if ((long)evbuffer_get_length(in) > max_line) {
 				char m[96];
-				snprintf(m, sizeof(m), "request line longer than %ld bytes", max_line);
+				snprintf(m, sizeof(m), "request line longer than %ld bytes",
+				         max_line);
 				session_close_with(s, "too_large", m);
 			}
 			return;
@@ -494,8 +496,7 @@ int ipc_init(struct event_base *base, const struct conf *conf)
 	}
 	reaper = event_new(base, -1, 0, on_reap, NULL);
 	snprintf(listeners[0].path, sizeof(listeners[0].path), "%s/ui.sock", conf->runtime_dir);
-	snprintf(listeners[1].path, sizeof(listeners[1].path), "%s/admin.sock",
-	         conf->runtime_dir);
+	snprintf(listeners[1].path, sizeof(listeners[1].path), "%s/admin.sock", conf->runtime_dir);
 	listeners[0].role = ROLE_UI;
 	listeners[1].role = ROLE_ADMIN;
 	adopt_systemd(fds);
@@ -514,8 +515,7 @@ int ipc_init(struct event_base *base, const struct conf *conf)
 			listeners[k].owned = 1;
 		}
 		listeners[k].lev = evconnlistener_new(base, on_accept, &listeners[k],
-		                                      LEV_OPT_CLOSE_ON_FREE |
-		                                              LEV_OPT_CLOSE_ON_EXEC,
+		                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 		                                      backlog, fds[k]);
 		if (!listeners[k].lev)
 			return -1;
@@ -547,8 +547,7 @@ static void session_flush(struct session *s)
 	/* a socket bufferevent freezes the drain side of its output buffer;
 	 * we are about to free the bufferevent, so write it out ourselves */
 	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0 &&
-	       evbuffer_write(out, bufferevent_getfd(s->bev)) > 0)
+	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, bufferevent_getfd(s->bev)) > 0)
 		;
 }
 
@@ -557,7 +556,8 @@ void ipc_shutdown(void)
 	struct session *s, *tmp;
 
 	ipc_stop_listening();
-	TAILQ_FOREACH_SAFE(s, &sessions, entry, tmp) {
+	TAILQ_FOREACH_SAFE(s, &sessions, entry, tmp)
+	{
 		session_flush(s);
 		session_free(s);
 	}

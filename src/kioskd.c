@@ -59,29 +59,44 @@ struct options {
 static void parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"runtime-dir", required_argument, NULL, 'r'},
-		{"state-dir", required_argument, NULL, 's'},
-		{"debug", no_argument, NULL, 'd'},
-		{"check-config", no_argument, NULL, 'n'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"runtime-dir", required_argument, NULL, 'r'},
+	        {"state-dir", required_argument, NULL, 's'},
+	        {"debug", no_argument, NULL, 'd'},
+	        {"check-config", no_argument, NULL, 'n'},
+	        {"version", no_argument, NULL, 'V'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "c:r:s:dnVh", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'c': o->config = optarg; break;
-		case 'r': o->runtime_dir = optarg; break;
-		case 's': o->state_dir = optarg; break;
-		case 'd': o->debug = 1; break;
-		case 'n': o->check = 1; break;
-		case 'V': printf("kioskd %s (plugin ABI %d.%d)\n", KIOSKD_VERSION, KIOSK_HAL_ABI_MAJOR,
-			         KIOSK_HAL_ABI_MINOR);
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'r':
+			o->runtime_dir = optarg;
+			break;
+		case 's':
+			o->state_dir = optarg;
+			break;
+		case 'd':
+			o->debug = 1;
+			break;
+		case 'n':
+			o->check = 1;
+			break;
+		case 'V':
+			printf("kioskd %s (plugin ABI %d.%d)\n", KIOSKD_VERSION,
+			       KIOSK_HAL_ABI_MAJOR, KIOSK_HAL_ABI_MINOR);
 			exit(0);
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(2);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
 		}
 	}
 	if (optind < argc) {

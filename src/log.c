@@ -11,7 +11,7 @@ static const char *log_ident = "kioskd";
 static int log_level = LOG_INFO;
 static int log_journal; /* stderr is connected to journald */
 
-static const char *const level_names[] = {"emerg", "alert", "crit",  "err",
+static const char *const level_names[] = {"emerg",   "alert",  "crit", "err",
                                           "warning", "notice", "info", "debug"};
 
 /* journald sets JOURNAL_STREAM to the device:inode of the stream it

@@ -121,8 +121,7 @@ static void plugin_load(struct plugin *p, const char *search_path)
 	log_info("plugin %s %s loaded from %s", d->name, d->version, path);
 }
 
-const struct plugin *plugin_get(const char *name, const char *search_path, char *why,
-                                size_t whylen)
+const struct plugin *plugin_get(const char *name, const char *search_path, char *why, size_t whylen)
 {
 	struct plugin *p;
 
@@ -215,8 +214,9 @@ int plugin_check_device(const struct plugin *p, const struct conf_device *d, str
 			continue;
 		const struct kiosk_option *opt = option_find(p, o->key);
 		if (!opt) {
-			diag_add(diag, o->file, o->line, "device %s: unknown option '%s' for plugin %s",
-			         d->name, o->key, p->name);
+			diag_add(diag, o->file, o->line,
+			         "device %s: unknown option '%s' for plugin %s", d->name, o->key,
+			         p->name);
 			bad = 1;
 		} else if (check_value(opt, o->value, why, sizeof(why)) < 0) {
 			diag_add(diag, o->file, o->line, "device %s: %s: %s", d->name, o->key, why);

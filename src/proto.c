@@ -14,7 +14,7 @@
 #include "schema.h"
 
 #define MAX_TIMEOUT_MS 86400000
-#define MAX_TOPICS 32
+#define MAX_TOPICS     32
 
 struct call {
 	struct session *s;
@@ -28,8 +28,8 @@ struct call {
 static void cmd_hello(struct call *c)
 {
 	reply_ok(c->s, c->id,
-	         json_pack("{s:i,s:s,s:s,s:s,s:i}", "protocol", PROTOCOL_VERSION, "daemon", "kioskd",
-	                   "version", KIOSKD_VERSION, "role",
+	         json_pack("{s:i,s:s,s:s,s:s,s:i}", "protocol", PROTOCOL_VERSION, "daemon",
+	                   "kioskd", "version", KIOSKD_VERSION, "role",
 	                   session_role(c->s) == ROLE_ADMIN ? "admin" : "ui", "session",
 	                   (int)session_id(c->s)));
 }
@@ -64,11 +64,12 @@ static int topics_arg(struct call *c, json_t **out)
 	if (!t)
 		return 0;
 	if (!json_is_array(t) || json_array_size(t) == 0 || json_array_size(t) > MAX_TOPICS) {
-		reply_error(c->s, c->id, "bad_request", "topics: must be an array of 1 to %d patterns",
-		            MAX_TOPICS);
+		reply_error(c->s, c->id, "bad_request",
+		            "topics: must be an array of 1 to %d patterns", MAX_TOPICS);
 		return -1;
 	}
-	json_array_foreach(t, i, v) {
+	json_array_foreach(t, i, v)
+	{
 		if (!json_is_string(v) || events_pattern_check(json_string_value(v)) < 0) {
 			reply_error(c->s, c->id, "bad_request",
 			            "topics[%zu]: a pattern is 1-64 of a-z 0-9 _ . - * ?", i);
@@ -101,11 +102,12 @@ static void cmd_subscribe(struct call *c)
 	json_array_foreach(t, i, v) add += !has_topic(mine, v);
 	if (json_array_size(mine) + add > MAX_TOPICS) {
 		reply_error(c->s, c->id, "bad_request",
-		            "too many topic patterns: a session may hold %d (it has %zu)", MAX_TOPICS,
-		            json_array_size(mine));
+		            "too many topic patterns: a session may hold %d (it has %zu)",
+		            MAX_TOPICS, json_array_size(mine));
 		return;
 	}
-	json_array_foreach(t, i, v) {
+	json_array_foreach(t, i, v)
+	{
 		if (!has_topic(mine, v))
 			json_array_append(mine, v);
 	}
@@ -122,7 +124,8 @@ static void cmd_unsubscribe(struct call *c)
 		return;
 	if (!t)
 		json_array_clear(mine);
-	json_array_foreach(t, i, v) if ((at = has_topic(mine, v))) json_array_remove(mine, (size_t)at - 1);
+	json_array_foreach(t, i, v) if ((at = has_topic(mine, v)))
+	        json_array_remove(mine, (size_t)at - 1);
 	reply_ok(c->s, c->id, json_pack("{s:O}", "topics", mine));
 }
 
@@ -132,10 +135,12 @@ static void cmd_cancel(struct call *c)
 	struct kiosk_req *r;
 
 	if (!json_is_integer(target) && !json_is_string(target)) {
-		reply_error(c->s, c->id, "bad_request", "target: must be the id of a running request");
+		reply_error(c->s, c->id, "bad_request",
+		            "target: must be the id of a running request");
 		return;
 	}
-	TAILQ_FOREACH(r, session_reqs(c->s), s_entry) {
+	TAILQ_FOREACH(r, session_reqs(c->s), s_entry)
+	{
 		if (json_equal(r->id, target) && !r->answered) {
 			if (r->on_device)
 				devices_abort(r, "cancelled");
@@ -200,14 +205,14 @@ static const struct command {
 	enum role role;
 	void (*fn)(struct call *c);
 } commands[] = {
-	{"hello", ROLE_UI, cmd_hello},
-	{"status", ROLE_UI, cmd_status},
-	{"devices.list", ROLE_UI, cmd_devices_list},
-	{"events.subscribe", ROLE_UI, cmd_subscribe},
-	{"events.unsubscribe", ROLE_UI, cmd_unsubscribe},
-	{"cancel", ROLE_UI, cmd_cancel},
-	{"config.reload", ROLE_ADMIN, cmd_reload},
-	{"sim.inject", ROLE_ADMIN, cmd_inject},
+        {"hello", ROLE_UI, cmd_hello},
+        {"status", ROLE_UI, cmd_status},
+        {"devices.list", ROLE_UI, cmd_devices_list},
+        {"events.subscribe", ROLE_UI, cmd_subscribe},
+        {"events.unsubscribe", ROLE_UI, cmd_unsubscribe},
+        {"cancel", ROLE_UI, cmd_cancel},
+        {"config.reload", ROLE_ADMIN, cmd_reload},
+        {"sim.inject", ROLE_ADMIN, cmd_inject},
 };
 
 static void device_command(struct call *c)
@@ -250,8 +255,8 @@ static void dispatch(struct call *c)
 		if (strcmp(commands[i].name, c->cmd))
 			continue;
 		if (commands[i].role == ROLE_ADMIN && session_role(c->s) != ROLE_ADMIN) {
-			reply_error(c->s, c->id, "not_permitted", "%s needs the admin role (admin.sock)",
-			            c->cmd);
+			reply_error(c->s, c->id, "not_permitted",
+			            "%s needs the admin role (admin.sock)", c->cmd);
 			return;
 		}
 		commands[i].fn(c);

@@ -115,7 +115,8 @@ void req_fail(struct kiosk_req *r, const char *code, const char *fmt, ...)
 void req_progress(struct kiosk_req *r, json_t *data)
 {
 	if (!r->answered && r->sess) {
-		json_t *m = json_pack("{s:O,s:o}", "id", r->id, "progress", data ? data : json_object());
+		json_t *m = json_pack("{s:O,s:o}", "id", r->id, "progress",
+		                      data ? data : json_object());
 		session_send(r->sess, m);
 		json_decref(m);
 	} else {
@@ -152,8 +153,8 @@ void reply_error(struct session *s, json_t *id, const char *code, const char *fm
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	utf8_sanitize(msg);
-	json_t *m = json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", id ? id : json_null(), "ok", 0, "error",
-	                      "code", code, "message", msg);
+	json_t *m = json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", id ? id : json_null(), "ok", 0,
+	                      "error", "code", code, "message", msg);
 	session_send(s, m);
 	json_decref(m);
 }

@@ -4,9 +4,9 @@
 #ifndef KIOSKD_REQ_H
 #define KIOSKD_REQ_H
 
+#include "tailq.h"
 #include <event2/event.h>
 #include <jansson.h>
-#include "tailq.h"
 
 #include "kiosk/hal.h"
 
@@ -36,9 +36,9 @@ struct kiosk_req *req_new(struct session *s, json_t *id, const char *cmd, json_t
 void req_arm(struct kiosk_req *r);
 void req_reply(struct kiosk_req *r, json_t *result);
 void req_fail(struct kiosk_req *r, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+        __attribute__((format(printf, 3, 0)));
 void req_progress(struct kiosk_req *r, json_t *data);
 /* The device let go of it; frees it if already answered. */
 void req_release(struct kiosk_req *r);
@@ -47,7 +47,7 @@ void req_release(struct kiosk_req *r);
 void req_orphan(struct kiosk_req *r);
 /* Send a final error for a request that never became a kiosk_req. */
 void reply_error(struct session *s, json_t *id, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 /* Send a final reply for a request answered on the spot. */
 void reply_ok(struct session *s, json_t *id, json_t *result);
 

@@ -6,124 +6,129 @@
 #include <string.h>
 
 #define NOARGS NULL
-#define END {NULL, 0, 0, 0, 0, NULL}
+#define END                                                                                        \
+	{                                                                                          \
+		NULL, 0, 0, 0, 0, NULL                                                             \
+	}
 
 static const struct arg_spec card_read[] = {
-	{"offset", ARG_INT, 0, 0, 65535, NULL},
-	{"length", ARG_INT, 0, 1, 4096, NULL},
-	END,
+        {"offset", ARG_INT, 0, 0, 65535, NULL},
+        {"length", ARG_INT, 0, 1, 4096, NULL},
+        END,
 };
 static const struct arg_spec card_write[] = {
-	{"offset", ARG_INT, 1, 0, 65535, NULL},
-	{"data", ARG_HEX, 1, 2, 8192, NULL},
-	END,
+        {"offset", ARG_INT, 1, 0, 65535, NULL},
+        {"data", ARG_HEX, 1, 2, 8192, NULL},
+        END,
 };
 static const struct arg_spec card_apdu[] = {
-	/* short APDUs only: header + Lc + 255 data + Le */
-	{"apdu", ARG_HEX, 1, 8, 2 * 261, NULL},
-	END,
+        /* short APDUs only: header + Lc + 255 data + Le */
+        {"apdu", ARG_HEX, 1, 8, 2 * 261, NULL},
+        END,
 };
 static const struct verb_spec cardreader_verbs[] = {
-	{"status", NOARGS, NULL}, {"wait", NOARGS, NULL},   {"read", card_read, NULL},
-	{"write", card_write, NULL}, {"apdu", card_apdu, NULL}, {"eject", NOARGS, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},    {"wait", NOARGS, NULL},    {"read", card_read, NULL},
+        {"write", card_write, NULL}, {"apdu", card_apdu, NULL}, {"eject", NOARGS, NULL},
+        {NULL, NULL, NULL},
 };
 
 static int check_blocks(json_t *args, char *why, size_t whylen);
 static const struct arg_spec printer_print[] = {
-	{"blocks", ARG_ARRAY, 1, 1, 1000, NULL},
-	END,
+        {"blocks", ARG_ARRAY, 1, 1, 1000, NULL},
+        END,
 };
 static const struct verb_spec printer_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"print", printer_print, check_blocks},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"print", printer_print, check_blocks},
+        {NULL, NULL, NULL},
 };
 
 static const struct arg_spec scanner_scan[] = {
-	{"resolution", ARG_INT, 0, 50, 1200, NULL},
-	{"mode", ARG_ENUM, 0, 0, 0, "color|gray|lineart"},
-	{"source", ARG_ENUM, 0, 0, 0, "flatbed|adf"},
-	{"pages", ARG_INT, 0, 1, 100, NULL},
-	END,
+        {"resolution", ARG_INT, 0, 50, 1200, NULL},
+        {"mode", ARG_ENUM, 0, 0, 0, "color|gray|lineart"},
+        {"source", ARG_ENUM, 0, 0, 0, "flatbed|adf"},
+        {"pages", ARG_INT, 0, 1, 100, NULL},
+        END,
 };
 static const struct verb_spec scanner_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"scan", scanner_scan, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"scan", scanner_scan, NULL},
+        {NULL, NULL, NULL},
 };
 
 static const struct verb_spec idreader_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"read", NOARGS, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"read", NOARGS, NULL},
+        {NULL, NULL, NULL},
 };
 
 static const struct arg_spec camera_capture[] = {
-	{"width", ARG_INT, 0, 16, 8192, NULL},
-	{"height", ARG_INT, 0, 16, 8192, NULL},
-	END,
+        {"width", ARG_INT, 0, 16, 8192, NULL},
+        {"height", ARG_INT, 0, 16, 8192, NULL},
+        END,
 };
 static const struct verb_spec camera_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"capture", camera_capture, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"capture", camera_capture, NULL},
+        {NULL, NULL, NULL},
 };
 
 static int check_play(json_t *args, char *why, size_t whylen);
 static const struct arg_spec audio_play[] = {
-	{"file", ARG_STR, 0, 1, 4096, NULL},
-	{"blob", ARG_HEX, 0, 64, 64, NULL},
-	{"tts", ARG_STR, 0, 1, 4096, NULL},
-	END,
+        {"file", ARG_STR, 0, 1, 4096, NULL},
+        {"blob", ARG_HEX, 0, 64, 64, NULL},
+        {"tts", ARG_STR, 0, 1, 4096, NULL},
+        END,
 };
 static const struct arg_spec audio_record[] = {
-	{"duration_ms", ARG_INT, 1, 100, 600000, NULL},
-	{"noise_suppression", ARG_BOOL, 0, 0, 0, NULL},
-	END,
+        {"duration_ms", ARG_INT, 1, 100, 600000, NULL},
+        {"noise_suppression", ARG_BOOL, 0, 0, 0, NULL},
+        END,
 };
 static const struct arg_spec audio_volume[] = {
-	{"level", ARG_INT, 1, 0, 100, NULL},
-	END,
+        {"level", ARG_INT, 1, 0, 100, NULL},
+        END,
 };
 static const struct verb_spec audio_verbs[] = {
-	{"status", NOARGS, NULL},          {"play", audio_play, check_play},
-	{"record", audio_record, NULL},    {"volume", audio_volume, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"play", audio_play, check_play},
+        {"record", audio_record, NULL},
+        {"volume", audio_volume, NULL},
+        {NULL, NULL, NULL},
 };
 
 static const struct verb_spec barcode_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"wait", NOARGS, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"wait", NOARGS, NULL},
+        {NULL, NULL, NULL},
 };
 
 static const struct arg_spec locker_open[] = {
-	{"door", ARG_INT, 1, 1, 1000, NULL},
-	END,
+        {"door", ARG_INT, 1, 1, 1000, NULL},
+        END,
 };
 static const struct verb_spec locker_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"open", locker_open, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"open", locker_open, NULL},
+        {NULL, NULL, NULL},
 };
 
 static const struct verb_spec sensor_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"read", NOARGS, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"read", NOARGS, NULL},
+        {NULL, NULL, NULL},
 };
 
 static const struct arg_spec actuator_set[] = {
-	{"output", ARG_STR, 1, 1, 64, NULL},
-	{"on", ARG_BOOL, 0, 0, 0, NULL},
-	{"level", ARG_INT, 0, 0, 100, NULL},
-	END,
+        {"output", ARG_STR, 1, 1, 64, NULL},
+        {"on", ARG_BOOL, 0, 0, 0, NULL},
+        {"level", ARG_INT, 0, 0, 100, NULL},
+        END,
 };
 static const struct verb_spec actuator_verbs[] = {
-	{"status", NOARGS, NULL},
-	{"set", actuator_set, NULL},
-	{NULL, NULL, NULL},
+        {"status", NOARGS, NULL},
+        {"set", actuator_set, NULL},
+        {NULL, NULL, NULL},
 };
 
 static const struct class_spec {
@@ -131,16 +136,16 @@ static const struct class_spec {
 	const char *name;
 	const struct verb_spec *verbs;
 } classes[] = {
-	{KIOSK_CLASS_CARDREADER, "cardreader", cardreader_verbs},
-	{KIOSK_CLASS_PRINTER, "printer", printer_verbs},
-	{KIOSK_CLASS_SCANNER, "scanner", scanner_verbs},
-	{KIOSK_CLASS_IDREADER, "idreader", idreader_verbs},
-	{KIOSK_CLASS_CAMERA, "camera", camera_verbs},
-	{KIOSK_CLASS_AUDIO, "audio", audio_verbs},
-	{KIOSK_CLASS_BARCODE, "barcode", barcode_verbs},
-	{KIOSK_CLASS_LOCKER, "locker", locker_verbs},
-	{KIOSK_CLASS_SENSOR, "sensor", sensor_verbs},
-	{KIOSK_CLASS_ACTUATOR, "actuator", actuator_verbs},
+        {KIOSK_CLASS_CARDREADER, "cardreader", cardreader_verbs},
+        {KIOSK_CLASS_PRINTER, "printer", printer_verbs},
+        {KIOSK_CLASS_SCANNER, "scanner", scanner_verbs},
+        {KIOSK_CLASS_IDREADER, "idreader", idreader_verbs},
+        {KIOSK_CLASS_CAMERA, "camera", camera_verbs},
+        {KIOSK_CLASS_AUDIO, "audio", audio_verbs},
+        {KIOSK_CLASS_BARCODE, "barcode", barcode_verbs},
+        {KIOSK_CLASS_LOCKER, "locker", locker_verbs},
+        {KIOSK_CLASS_SENSOR, "sensor", sensor_verbs},
+        {KIOSK_CLASS_ACTUATOR, "actuator", actuator_verbs},
 };
 
 static const struct class_spec *class_find(enum kiosk_class cls)
@@ -221,7 +226,9 @@ static int check_one(const struct arg_spec *a, json_t *v, char *why, size_t whyl
 		}
 		return 0;
 	case ARG_BOOL:
-		return json_is_boolean(v) ? 0 : (snprintf(why, whylen, "%s: must be true or false", a->name), -1);
+		return json_is_boolean(v)
+		               ? 0
+		               : (snprintf(why, whylen, "%s: must be true or false", a->name), -1);
 	case ARG_ENUM:
 		if (json_is_string(v) && in_choices(a->choices, json_string_value(v)))
 			return 0;
@@ -257,8 +264,9 @@ static int check_one(const struct arg_spec *a, json_t *v, char *why, size_t whyl
 			return 0;
 		break;
 	}
-	static const char *const tname[] = {"", "an integer", "a string", "a boolean",
-	                                    "a hex string", "a string", "an array", "an object"};
+	static const char *const tname[] = {"",          "an integer",   "a string",
+	                                    "a boolean", "a hex string", "a string",
+	                                    "an array",  "an object"};
 	snprintf(why, whylen, "%s: must be %s", a->name, tname[a->type]);
 	return -1;
 }
@@ -268,7 +276,8 @@ int schema_check(const struct verb_spec *spec, json_t *args, char *why, size_t w
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(args, key, v) {
+	json_object_foreach(args, key, v)
+	{
 		const struct arg_spec *a = spec->args;
 		while (a && a->name && strcmp(a->name, key) != 0)
 			a++;
@@ -302,41 +311,41 @@ static int check_play(json_t *args, char *why, size_t whylen)
  * one kind key (text, qr, barcode, image, feed, cut) and that kind's
  * options; see docs/protocol.md "printer". */
 static const struct arg_spec block_text[] = {
-	{"text", ARG_STR, 1, 0, 65536, NULL},
-	{"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
-	{"bold", ARG_BOOL, 0, 0, 0, NULL},
-	{"double", ARG_BOOL, 0, 0, 0, NULL},
-	END,
+        {"text", ARG_STR, 1, 0, 65536, NULL},
+        {"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
+        {"bold", ARG_BOOL, 0, 0, 0, NULL},
+        {"double", ARG_BOOL, 0, 0, 0, NULL},
+        END,
 };
 static const struct arg_spec block_qr[] = {
-	{"qr", ARG_STR, 1, 1, 2000, NULL},
-	{"size", ARG_INT, 0, 1, 16, NULL},
-	{"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
-	END,
+        {"qr", ARG_STR, 1, 1, 2000, NULL},
+        {"size", ARG_INT, 0, 1, 16, NULL},
+        {"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
+        END,
 };
 static const struct arg_spec block_barcode[] = {
-	{"barcode", ARG_STR, 1, 1, 64, NULL},
-	{"symbology", ARG_ENUM, 0, 0, 0, "code128|ean13|code39"},
-	{"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
-	END,
+        {"barcode", ARG_STR, 1, 1, 64, NULL},
+        {"symbology", ARG_ENUM, 0, 0, 0, "code128|ean13|code39"},
+        {"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
+        END,
 };
 static const struct arg_spec block_image[] = {
-	{"image", ARG_HEX, 1, 64, 64, NULL},
-	{"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
-	END,
+        {"image", ARG_HEX, 1, 64, 64, NULL},
+        {"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
+        END,
 };
 static const struct arg_spec block_feed[] = {
-	{"feed", ARG_INT, 1, 1, 255, NULL},
-	END,
+        {"feed", ARG_INT, 1, 1, 255, NULL},
+        END,
 };
 static const struct arg_spec block_cut[] = {
-	{"cut", ARG_ENUM, 0, 0, 0, "full|partial"},
-	END,
+        {"cut", ARG_ENUM, 0, 0, 0, "full|partial"},
+        END,
 };
 static const struct verb_spec block_kinds[] = {
-	{"text", block_text, NULL},     {"qr", block_qr, NULL},     {"barcode", block_barcode, NULL},
-	{"image", block_image, NULL},   {"feed", block_feed, NULL}, {"cut", block_cut, NULL},
-	{NULL, NULL, NULL},
+        {"text", block_text, NULL},   {"qr", block_qr, NULL},     {"barcode", block_barcode, NULL},
+        {"image", block_image, NULL}, {"feed", block_feed, NULL}, {"cut", block_cut, NULL},
+        {NULL, NULL, NULL},
 };
 
 static int check_blocks(json_t *args, char *why, size_t whylen)
@@ -345,7 +354,8 @@ static int check_blocks(json_t *args, char *why, size_t whylen)
 	json_t *b;
 	char inner[200];
 
-	json_array_foreach(json_object_get(args, "blocks"), i, b) {
+	json_array_foreach(json_object_get(args, "blocks"), i, b)
+	{
 		const struct verb_spec *kind = NULL;
 		if (!json_is_object(b)) {
 			snprintf(why, whylen, "blocks[%zu]: must be an object", i);
@@ -363,7 +373,8 @@ static int check_blocks(json_t *args, char *why, size_t whylen)
 		}
 		if (!kind) {
 			snprintf(why, whylen,
-			         "blocks[%zu]: needs one of text, qr, barcode, image, feed, cut", i);
+			         "blocks[%zu]: needs one of text, qr, barcode, image, feed, cut",
+			         i);
 			return -1;
 		}
 		/* "cut": true is the usual spelling; check it as a full cut (the

@@ -15,7 +15,7 @@ struct arg_spec {
 	const char *name;
 	enum arg_type type;
 	int required;
-	long long min, max; /* INT: range; STR/HEX/ARRAY: length range */
+	long long min, max;  /* INT: range; STR/HEX/ARRAY: length range */
 	const char *choices; /* ENUM: "a|b|c" */
 };
 

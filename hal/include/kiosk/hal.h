@@ -32,14 +32,14 @@
 extern "C" {
 #endif
 
-#define KIOSK_HAL_MAGIC 0x4b48414cu /* "KHAL" */
+#define KIOSK_HAL_MAGIC     0x4b48414cu /* "KHAL" */
 #define KIOSK_HAL_ABI_MAJOR 1
 #define KIOSK_HAL_ABI_MINOR 0
-#define KIOSK_HAL_SYMBOL "kiosk_hal_plugin"
+#define KIOSK_HAL_SYMBOL    "kiosk_hal_plugin"
 
 #if defined(__GNUC__)
 #define KIOSK_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define KIOSK_EXPORT __attribute__((visibility("default")))
+#define KIOSK_EXPORT       __attribute__((visibility("default")))
 #else
 #define KIOSK_PRINTF(f, a)
 #define KIOSK_EXPORT
@@ -71,7 +71,7 @@ enum kiosk_log_level {
 };
 
 /* fd watch interest and readiness. */
-#define KIOSK_FD_READ 0x01
+#define KIOSK_FD_READ  0x01
 #define KIOSK_FD_WRITE 0x02
 
 /* A blob id is the lowercase hex sha256 of the content. */
@@ -128,19 +128,19 @@ struct kiosk_host {
 	void *(*priv)(const struct kiosk_dev *dev);
 
 	/* dev may be NULL for plugin-wide messages. */
-	void (*log)(const struct kiosk_dev *dev, int level, const char *fmt,
-	            ...) KIOSK_PRINTF(3, 4);
+	void (*log)(const struct kiosk_dev *dev, int level, const char *fmt, ...)
+	        KIOSK_PRINTF(3, 4);
 
 	/* Timers and fd watches belong to a device and are released by the
 	 * core when that device closes.  Callbacks run on the loop thread.
 	 * A one-shot timer is released right after its callback returns:
 	 * forget the pointer there (stopping it from inside its own callback
 	 * is allowed).  A repeating timer lives until timer_stop(). */
-	struct kiosk_timer *(*timer_start)(struct kiosk_dev *dev, uint32_t ms,
-	                                   int repeat, kiosk_cb cb, void *arg);
+	struct kiosk_timer *(*timer_start)(struct kiosk_dev *dev, uint32_t ms, int repeat,
+	                                   kiosk_cb cb, void *arg);
 	void (*timer_stop)(struct kiosk_timer *t);
-	struct kiosk_watch *(*watch_fd)(struct kiosk_dev *dev, int fd, int what,
-	                                kiosk_fd_cb cb, void *arg);
+	struct kiosk_watch *(*watch_fd)(struct kiosk_dev *dev, int fd, int what, kiosk_fd_cb cb,
+	                                void *arg);
 	void (*unwatch_fd)(struct kiosk_watch *w);
 
 	/* Publish "<class>.<event>" for this device; takes the reference to
@@ -152,8 +152,8 @@ struct kiosk_host {
 	 * Finishing a request that the core already answered (timeout, cancel)
 	 * is allowed and only frees the device for the next command. */
 	void (*reply)(struct kiosk_req *req, json_t *result);
-	void (*fail)(struct kiosk_req *req, const char *code, const char *fmt,
-	             ...) KIOSK_PRINTF(3, 4);
+	void (*fail)(struct kiosk_req *req, const char *code, const char *fmt, ...)
+	        KIOSK_PRINTF(3, 4);
 	/* Intermediate progress; takes the reference to data. */
 	void (*progress)(struct kiosk_req *req, json_t *data);
 	/* Nonzero once the request was cancelled or timed out. */
@@ -167,26 +167,24 @@ struct kiosk_host {
 	/* Run job(arg) on a worker thread, then done(arg) on the loop thread.
 	 * The core closes a device only after its jobs are done.  Returns 0,
 	 * or -1 when the pool cannot take the job. */
-	int (*run_blocking)(struct kiosk_dev *dev, kiosk_cb job, kiosk_cb done,
-	                    void *arg);
+	int (*run_blocking)(struct kiosk_dev *dev, kiosk_cb job, kiosk_cb done, void *arg);
 
 	/* Content-addressed blob store.  blob_put writes id (sha256 hex);
 	 * blob_get returns malloc()ed bytes the caller frees.  0 or -1. */
-	int (*blob_put)(struct kiosk_dev *dev, const void *data, size_t len,
-	                const char *mime, char id[KIOSK_BLOB_ID_SIZE]);
-	int (*blob_get)(struct kiosk_dev *dev, const char *id, void **data,
-	                size_t *len);
+	int (*blob_put)(struct kiosk_dev *dev, const void *data, size_t len, const char *mime,
+	                char id[KIOSK_BLOB_ID_SIZE]);
+	int (*blob_get)(struct kiosk_dev *dev, const char *id, void **data, size_t *len);
 };
 
 struct kiosk_plugin {
-	uint32_t magic;      /* KIOSK_HAL_MAGIC */
-	uint16_t abi_major;  /* KIOSK_HAL_ABI_MAJOR */
-	uint16_t abi_minor;  /* KIOSK_HAL_ABI_MINOR */
+	uint32_t magic;       /* KIOSK_HAL_MAGIC */
+	uint16_t abi_major;   /* KIOSK_HAL_ABI_MAJOR */
+	uint16_t abi_minor;   /* KIOSK_HAL_ABI_MINOR */
 	uint32_t struct_size; /* sizeof(struct kiosk_plugin) */
-	const char *name;    /* short, [a-z0-9_-], unique */
+	const char *name;     /* short, [a-z0-9_-], unique */
 	const char *version;
 	const char *description;
-	uint32_t classes;    /* enum kiosk_class bits */
+	uint32_t classes;                   /* enum kiosk_class bits */
 	const struct kiosk_match *match;    /* may be NULL */
 	const struct kiosk_option *options; /* may be NULL */
 
@@ -196,14 +194,13 @@ struct kiosk_plugin {
 
 	/* Required.  open() returns 0 when the device is ready, or -1 with a
 	 * short reason in why (shown to admins as the device's state reason). */
-	int (*open)(struct kiosk_dev *dev, const struct kiosk_host *host,
-	            char *why, size_t whylen);
+	int (*open)(struct kiosk_dev *dev, const struct kiosk_host *host, char *why, size_t whylen);
 	void (*close)(struct kiosk_dev *dev);
 	/* Start the command "verb" (the part after "<class>.") with args that
 	 * the core already checked against the class schema.  The core sends
 	 * one command at a time per device. */
-	void (*command)(struct kiosk_dev *dev, struct kiosk_req *req,
-	                const char *verb, json_t *args);
+	void (*command)(struct kiosk_dev *dev, struct kiosk_req *req, const char *verb,
+	                json_t *args);
 	/* Ask the running command to stop soon; it still finishes via
 	 * reply()/fail().  If it does not within the grace period the core
 	 * closes and reopens the device. */
@@ -213,8 +210,8 @@ struct kiosk_plugin {
 
 	/* Optional, simulators only: drive the simulated hardware (sim.inject).
 	 * Returns a new reference to a result, or NULL with why filled in. */
-	json_t *(*inject)(struct kiosk_dev *dev, const char *what, json_t *args,
-	                  char *why, size_t whylen);
+	json_t *(*inject)(struct kiosk_dev *dev, const char *what, json_t *args, char *why,
+	                  size_t whylen);
 };
 
 #ifdef __cplusplus
