@@ -118,6 +118,7 @@ test: unit system
 
 # The whole suite twice: optimised, then under ASan+UBSan; then the fuzz smoke runs.
 check: deps deps-test
+	$(MAKE) lint
 	$(MAKE) BUILD=build test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(MAKE) SAN=1 test
@@ -163,12 +164,18 @@ install: all
 	[ -e $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf ] || \
 	    install -m 0644 conf/kioskd.conf $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf
 
-format:
-	clang-format -i src/*.c src/*.h hal/include/kiosk/*.h hal/*/*.c tests/unit/*.c tests/fuzz/*.c
+FORMAT_FILES = $(wildcard src/*.[ch] hal/include/kiosk/*.h hal/*/*.[ch] tests/plugins/*.c)
 
+format:
+	clang-format -i $(FORMAT_FILES)
+
+# clang-format clean and cppcheck clean (part of make check)
 lint:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --inline-suppr -Ihal/include -Isrc src hal
+	    --inline-suppr -D__GNUC__ -D_GNU_SOURCE \
+	    --include=/usr/include/x86_64-linux-gnu/sys/queue.h --include=/usr/include/jansson.h \
+	    -Ihal/include -Isrc src hal
 
 clean:
 	rm -rf build build-asan build-fuzz kioskd kioskctl

@@ -285,7 +285,7 @@ static char *line_reader(char *buf, int size, void *stream)
 		int i = 0;
 		while (i < size - 1 && s[i] && s[i] != '\n')
 			i++;
-		if (s[i] == '\n' && i < size - 1)
+		if (i < size - 1 && s[i] == '\n')
 			i++;
 		memcpy(buf, s, (size_t)i);
 		buf[i] = 0;
@@ -345,6 +345,14 @@ static void parse_file(struct parse *p, const char *path)
 	fclose(fp);
 }
 
+static int dropin_seen(char *const *paths, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(strrchr(paths[i], '/') + 1, name))
+			return 1;
+	return 0;
+}
+
 static int conf_name_cmp(const void *a, const void *b)
 {
 	const char *x = strrchr(*(char *const *)a, '/'), *y = strrchr(*(char *const *)b, '/');
@@ -353,7 +361,8 @@ static int conf_name_cmp(const void *a, const void *b)
 }
 
 /* Drop-ins from <dir>/kioskd.conf.d/ and <dir>/conf.d/, merged and read
- * in lexical order of their file names, like systemd's. */
+ * in lexical order of their file names, like systemd's: a file name found
+ * in both directories is read once, from kioskd.conf.d/. */
 static void parse_dropins(struct parse *p, const char *main_path)
 {
 	static const char *const subdirs[] = {"kioskd.conf.d", "conf.d"};
@@ -373,6 +382,8 @@ static void parse_dropins(struct parse *p, const char *main_path)
 			size_t len = strlen(de->d_name);
 			if (de->d_name[0] == '.' || len < 6 ||
 			    strcmp(de->d_name + len - 5, ".conf"))
+				continue;
+			if (dropin_seen(paths, n, de->d_name))
 				continue;
 			if (asprintf(&paths[n], "%s/%s", dir, de->d_name) >= 0)
 				n++;

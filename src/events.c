@@ -45,10 +45,12 @@ void events_publish(const char *topic, const char *device, json_t *data)
 	char *line;
 
 	daemon_timestamp(ts, sizeof(ts));
-	ev = json_pack("{s:s,s:s?,s:I,s:s,s:o}", "event", topic, "device", device, "seq",
-	               (json_int_t)++seq, "ts", ts, "data", data ? data : json_object());
+	ev = json_pack("{s:s,s:I,s:s,s:o}", "event", topic, "seq", (json_int_t)++seq, "ts", ts,
+	               "data", data ? data : json_object());
 	if (!ev)
 		return;
+	if (device) /* core events (no device) leave the key out */
+		json_object_set_new(ev, "device", json_string(device));
 	/* serialise once, whatever the number of subscribers */
 	len = json_dumpb(ev, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(12));
 	if (len && (line = malloc(len + 1))) {

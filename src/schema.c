@@ -76,7 +76,7 @@ static const struct verb_spec camera_verbs[] = {
 static int check_play(json_t *args, char *why, size_t whylen);
 static const struct arg_spec audio_play[] = {
         {"file", ARG_STR, 0, 1, 4096, NULL},
-        {"blob", ARG_HEX, 0, 64, 64, NULL},
+        {"blob", ARG_BLOB, 0, 64, 64, NULL},
         {"tts", ARG_STR, 0, 1, 4096, NULL},
         END,
 };
@@ -198,6 +198,15 @@ static int is_hex(const char *s, size_t n)
 	return n % 2 == 0;
 }
 
+static int is_blob_id(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+			return 0;
+	return n == 64;
+}
+
 static int in_choices(const char *choices, const char *s)
 {
 	size_t n = strlen(s);
@@ -263,6 +272,11 @@ static int check_one(const struct arg_spec *a, json_t *v, char *why, size_t whyl
 		if (json_is_object(v))
 			return 0;
 		break;
+	case ARG_BLOB:
+		if (json_is_string(v) && is_blob_id(json_string_value(v)))
+			return 0;
+		snprintf(why, whylen, "%s: must be a blob id (64 lowercase hex digits)", a->name);
+		return -1;
 	}
 	static const char *const tname[] = {"",          "an integer",   "a string",
 	                                    "a boolean", "a hex string", "a string",
@@ -330,7 +344,7 @@ static const struct arg_spec block_barcode[] = {
         END,
 };
 static const struct arg_spec block_image[] = {
-        {"image", ARG_HEX, 1, 64, 64, NULL},
+        {"image", ARG_BLOB, 1, 64, 64, NULL},
         {"align", ARG_ENUM, 0, 0, 0, "left|center|right"},
         END,
 };

@@ -17,7 +17,14 @@ int mkdir_p(const char *dir, mode_t mode)
 			return -1;
 		*p = '/';
 	}
-	return mkdir(tmp, mode) < 0 && errno != EEXIST ? -1 : 0;
+	if (mkdir(tmp, mode) == 0)
+		return 0;
+	struct stat st;
+	if (errno == EEXIST && stat(tmp, &st) == 0 && !S_ISDIR(st.st_mode))
+		errno = ENOTDIR; /* a file is in the way */
+	else if (errno == EEXIST)
+		return 0;
+	return -1;
 }
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong

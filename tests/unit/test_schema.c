@@ -297,7 +297,7 @@ static void test_printer_blocks(void **state)
 	check(PRINTER, "print", "{\"blocks\": [{\"barcode\": \"1\", \"symbology\": \"upc\"}]}",
 	      "blocks[0]: symbology: must be one of code128|ean13|code39");
 	check(PRINTER, "print", "{\"blocks\": [{\"image\": \"abcd\"}]}",
-	      "blocks[0]: image: length must be between 64 and 64");
+	      "blocks[0]: image: must be a blob id (64 lowercase hex digits)");
 	check(PRINTER, "print", "{\"blocks\": [{\"feed\": 0}]}",
 	      "blocks[0]: feed: must be between 1 and 255");
 	check(PRINTER, "print", "{\"blocks\": [{\"cut\": \"half\"}]}",
@@ -336,7 +336,11 @@ static void test_audio_play(void **state)
 	      "{\"file\": \"a\", \"blob\": \"" /* 64 */
 	      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"}",
 	      one);
-	check(au, "play", "{\"blob\": \"abcd\"}", "blob: length must be between 64 and 64");
+	check(au, "play", "{\"blob\": \"abcd\"}", "blob: must be a blob id (64 lowercase hex digits)");
+	/* ids are lowercase: an uppercase one would pass here and fail in blob_get */
+	check(au, "play",
+	      "{\"blob\": \"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855\"}",
+	      "blob: must be a blob id (64 lowercase hex digits)");
 	check(au, "play", "{\"file\": \"\"}", "file: length must be between 1 and 4096");
 	check(au, "volume", "{\"level\": 0}", NULL);
 	check(au, "volume", "{}", "missing argument 'level'");

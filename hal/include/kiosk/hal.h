@@ -161,7 +161,9 @@ struct kiosk_host {
 	struct kiosk_dev *(*req_dev)(const struct kiosk_req *req);
 
 	/* The device went away (unplugged, link down): the core fails its
-	 * running command, closes it and reopens it with backoff. */
+	 * running command, closes it (close() may run before lost() returns:
+	 * touch nothing of the device after calling it) and reopens it with
+	 * backoff. */
 	void (*lost)(struct kiosk_dev *dev, const char *reason);
 
 	/* Run job(arg) on a worker thread, then done(arg) on the loop thread.
@@ -198,7 +200,8 @@ struct kiosk_plugin {
 	void (*close)(struct kiosk_dev *dev);
 	/* Start the command "verb" (the part after "<class>.") with args that
 	 * the core already checked against the class schema.  The core sends
-	 * one command at a time per device. */
+	 * one command at a time per device.  The request may be finished
+	 * inside command() or any time later. */
 	void (*command)(struct kiosk_dev *dev, struct kiosk_req *req, const char *verb,
 	                json_t *args);
 	/* Ask the running command to stop soon; it still finishes via
@@ -209,7 +212,9 @@ struct kiosk_plugin {
 	json_t *(*status)(struct kiosk_dev *dev);
 
 	/* Optional, simulators only: drive the simulated hardware (sim.inject).
-	 * Returns a new reference to a result, or NULL with why filled in. */
+	 * Also called while the device is closed (host->priv() is NULL then),
+	 * so keep the host table from init() or open().  Returns a new
+	 * reference to a result, or NULL with why filled in. */
 	json_t *(*inject)(struct kiosk_dev *dev, const char *what, json_t *args, char *why,
 	                  size_t whylen);
 };
