@@ -9,7 +9,16 @@
 
 #include "kiosk/hal.h"
 
-enum arg_type { ARG_INT = 1, ARG_STR, ARG_BOOL, ARG_HEX, ARG_ENUM, ARG_ARRAY, ARG_OBJECT, ARG_BLOB };
+enum arg_type {
+	ARG_INT = 1,
+	ARG_STR,
+	ARG_BOOL,
+	ARG_HEX,
+	ARG_ENUM,
+	ARG_ARRAY,
+	ARG_OBJECT,
+	ARG_BLOB
+};
 
 struct arg_spec {
 	const char *name;
