@@ -6,6 +6,7 @@
 
 #include "daemon.h"
 #include "ipc.h"
+#include "util.h"
 
 static uint64_t seq;
 
@@ -42,7 +43,7 @@ void events_publish(const char *topic, const char *device, json_t *data)
 	char ts[40];
 	json_t *ev;
 	size_t len;
-	char *line;
+	char buf[4096], *line;
 
 	daemon_timestamp(ts, sizeof(ts));
 	ev = json_pack("{s:s,s:I,s:s,s:o}", "event", topic, "seq", (json_int_t)++seq, "ts", ts,
@@ -52,12 +53,10 @@ void events_publish(const char *topic, const char *device, json_t *data)
 	if (device) /* core events (no device) leave the key out */
 		json_object_set_new(ev, "device", json_string(device));
 	/* serialise once, whatever the number of subscribers */
-	len = json_dumpb(ev, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(12));
-	if (len && (line = malloc(len + 1))) {
-		json_dumpb(ev, line, len, JSON_COMPACT | JSON_REAL_PRECISION(12));
-		line[len] = '\n';
-		ipc_broadcast(topic, line, len + 1);
-		free(line);
+	if ((line = json_line(ev, buf, sizeof(buf), &len))) {
+		ipc_broadcast(topic, line, len);
+		if (line != buf)
+			free(line);
 	}
 	json_decref(ev);
 }

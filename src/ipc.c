@@ -31,6 +31,7 @@
 struct session {
 	TAILQ_ENTRY(session) entry;
 	struct bufferevent *bev;
+	struct evbuffer *pending; /* output not yet handed to bev (see session_flush_pending) */
 	enum role role;
 	unsigned id;
 	pid_t pid;
@@ -40,7 +41,8 @@ struct session {
 	unsigned dead : 1;    /* dropped; freed by the reaper */
 	unsigned closing : 1; /* flushing a last error, then dropped */
 	unsigned fake : 1;
-	unsigned eof : 1; /* the client shut down its write side */
+	unsigned eof : 1;      /* the client shut down its write side */
+	unsigned batching : 1; /* inside on_read: collect replies, write once */
 };
 static TAILQ_HEAD(, session) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 
@@ -121,6 +123,8 @@ static void session_free(struct session *s)
 		nclients--;
 	if (s->bev)
 		bufferevent_free(s->bev);
+	if (s->pending)
+		evbuffer_free(s->pending);
 	json_decref(s->topics);
 	free(s);
 }
@@ -140,6 +144,29 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 void (*session_fake_sink)(struct session *s, const char *line, size_t len);
 #endif
 
+static size_t session_queued(struct session *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(s->bev)) +
+	       evbuffer_get_length(s->pending);
+}
+
+/* Hand output to the socket right away when nothing is queued before it:
+ * one write() per reply (or per batch of pipelined replies) instead of
+ * arming a write event and waking the loop again.  What the socket does
+ * not take now goes to the bufferevent, which writes it when it can. */
+static void session_flush_pending(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	int fd = bufferevent_getfd(s->bev);
+
+	if (evbuffer_get_length(s->pending) == 0)
+		return;
+	while (evbuffer_get_length(out) == 0 && evbuffer_get_length(s->pending) > 0)
+		if (evbuffer_write(s->pending, fd) <= 0)
+			break;
+	evbuffer_add_buffer(out, s->pending);
+}
+
 void session_send_line(struct session *s, const char *line, size_t len)
 {
 #ifdef KIOSKD_FUZZING
@@ -148,31 +175,30 @@ void session_send_line(struct session *s, const char *line, size_t len)
 #endif
 	if (s->dead || s->closing || !s->bev)
 		return;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	if ((long)(evbuffer_get_length(out) + len) > client_buffer) {
+	size_t queued = session_queued(s);
+	if ((long)(queued + len) > client_buffer) {
 		log_warnx("client %u (pid %d) dropped: not reading (%zu bytes queued)", s->id,
-		          (int)s->pid, evbuffer_get_length(out));
+		          (int)s->pid, queued);
 		session_drop(s, "output buffer full");
 		return;
 	}
-	evbuffer_add(out, line, len);
+	evbuffer_add(s->pending, line, len);
+	if (!s->batching)
+		session_flush_pending(s);
 }
 
 void session_send(struct session *s, json_t *msg)
 {
-	char *text;
+	char buf[4096], *line;
 	size_t len;
 
 	if (s->dead || s->closing || (!s->bev && !s->fake) || !msg)
 		return;
-	/* serialise with room for the newline so the line goes out whole */
-	len = json_dumpb(msg, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(12));
-	if (!len || !(text = malloc(len + 1)))
+	if (!(line = json_line(msg, buf, sizeof(buf), &len)))
 		return;
-	json_dumpb(msg, text, len, JSON_COMPACT | JSON_REAL_PRECISION(12));
-	text[len] = '\n';
-	session_send_line(s, text, len + 1);
-	free(text);
+	session_send_line(s, line, len);
+	if (line != buf)
+		free(line);
 }
 
 void ipc_broadcast(const char *topic, const char *line, size_t len)
@@ -197,6 +223,7 @@ static void on_flushed(struct bufferevent *bev, void *arg)
 static void session_close_with(struct session *s, const char *code, const char *msg)
 {
 	reply_error(s, NULL, code, "%s", msg);
+	session_flush_pending(s);
 	s->closing = 1;
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
@@ -220,8 +247,11 @@ static void on_drained(struct bufferevent *bev, void *arg)
  * of the cap.  Only output it did not ask for (events) can overflow it. */
 static int session_pause_if_full(struct session *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	if ((long)evbuffer_get_length(out) <= client_buffer / 2)
+	if ((long)session_queued(s) <= client_buffer / 2)
+		return 0;
+	session_flush_pending(s);
+	/* only output left in bev brings the write callback that resumes us */
+	if ((long)session_queued(s) <= client_buffer / 2)
 		return 0;
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)client_buffer / 4, 0);
@@ -229,11 +259,8 @@ static int session_pause_if_full(struct session *s)
 	return 1;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void read_lines(struct session *s, struct evbuffer *in)
 {
-	struct session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-
 	while (!s->dead && !s->closing && !session_pause_if_full(s)) {
 		size_t eol_len;
 		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
@@ -257,6 +284,17 @@ static void on_read(struct bufferevent *bev, void *arg)
 		proto_handle(s, line, (size_t)p.pos);
 		evbuffer_drain(in, (size_t)p.pos + 1);
 	}
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	s->batching = 1;
+	read_lines(s, bufferevent_get_input(bev));
+	s->batching = 0;
+	if (!s->dead)
+		session_flush_pending(s);
 }
 
 /* A peer that closed its socket is gone (POLLHUP); one that only shut
@@ -367,10 +405,16 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		return;
 	}
 	s->bev = bufferevent_socket_new(daemon_base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!s->bev) {
+	s->pending = evbuffer_new();
+	if (!s->bev || !s->pending) {
+		if (s->bev)
+			bufferevent_free(s->bev); /* closes fd */
+		else
+			close(fd);
+		if (s->pending)
+			evbuffer_free(s->pending);
 		json_decref(s->topics);
 		free(s);
-		close(fd);
 		return;
 	}
 	s->id = next_id++;
@@ -543,6 +587,7 @@ static void session_flush(struct session *s)
 	struct evbuffer *out;
 	if (!s->bev || s->dead)
 		return;
+	session_flush_pending(s);
 	out = bufferevent_get_output(s->bev);
 	/* a socket bufferevent freezes the drain side of its output buffer;
 	 * we are about to free the bufferevent, so write it out ourselves */

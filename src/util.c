@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 int mkdir_p(const char *dir, mode_t mode)
@@ -70,4 +71,24 @@ void utf8_sanitize(char *s)
 		else
 			*p++ = '?';
 	}
+}
+
+#define LINE_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(12))
+
+char *json_line(json_t *msg, char *buf, size_t size, size_t *len)
+{
+	/* one pass for the common small message; a second only when it is big */
+	size_t n = json_dumpb(msg, buf, size - 1, LINE_FLAGS);
+	char *p = buf;
+
+	if (n == 0)
+		return NULL;
+	if (n >= size) {
+		if (!(p = malloc(n + 1)))
+			return NULL;
+		json_dumpb(msg, p, n, LINE_FLAGS);
+	}
+	p[n] = '\n';
+	*len = n + 1;
+	return p;
 }

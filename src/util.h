@@ -2,6 +2,8 @@
 #ifndef KIOSKD_UTIL_H
 #define KIOSKD_UTIL_H
 
+#include <jansson.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 /* mkdir -p: 0, or -1 with errno. */
@@ -10,5 +12,10 @@ int mkdir_p(const char *dir, mode_t mode);
  * with '?': a message cut by "%.64s" or by its buffer may split a
  * character, and a JSON string must be valid UTF-8. */
 void utf8_sanitize(char *s);
+
+/* msg as one protocol line (compact JSON and a newline): in buf when it
+ * fits, else in malloc()ed memory the caller frees (when it is not buf).
+ * NULL when msg cannot be serialised. */
+char *json_line(json_t *msg, char *buf, size_t size, size_t *len);
 
 #endif
