@@ -153,7 +153,7 @@ static int request(struct ctx *c, const char *cmd, const char *device, json_t *a
                    json_t **result)
 {
 	json_t *reply = NULL;
-	long long id;
+	long long id = -1;
 	int rc, st;
 
 	*result = NULL;
@@ -163,7 +163,9 @@ static int request(struct ctx *c, const char *cmd, const char *device, json_t *a
 		st = kc_call(c->kc, cmd, device, args, c->timeout_ms, &reply);
 	} else {
 		st = kc_send(c->kc, cmd, device, args, 0, &id);
-		if (st == KC_OK)
+		/* as kc_call(): a daemon that answered and hung up before our
+		 * write (too many clients) still left its reply to read */
+		if (st == KC_OK || (st == KC_ECLOSED && id >= 0))
 			st = kc_wait_reply(c->kc, id, DEFAULT_WAIT_MS, &reply);
 	}
 	if (st != KC_OK) {
@@ -420,7 +422,7 @@ static int parse_args_json(struct ctx *c, const char *text, json_t **out)
 	json_t *v;
 
 	*out = NULL;
-	if (!(v = json_loads(text, JSON_REJECT_DUPLICATES, &e))) {
+	if (!(v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e))) {
 		fprintf(stderr, "kioskctl: %s: bad JSON arguments at line %d, column %d: %s\n",
 		        c->cmd->name, e.line, e.column, e.text);
 		show_position(text, &e);
@@ -1178,7 +1180,7 @@ static int parse_global(struct ctx *c, int argc, char **argv, int *rc)
 	int ch;
 
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+:s:jt:hV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:s:jt:hVd:fn:", longopts, NULL)) != -1) {
 		if (ch > 0 && strchr("dfn", ch)) {
 			*rc = usage_error(c, "--%s goes after its command: kioskctl %s --%s",
 			                  opt_name(ch), ch == 'd' ? "call CMD" : "events",
