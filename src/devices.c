@@ -424,14 +424,26 @@ json_t *devices_inject(struct kiosk_dev *d, const char *what, json_t *args, char
 		         d->plugin ? d->plugin->name : d->conf->plugin);
 		return NULL;
 	}
+	int was_offline = d->state == DEV_OFFLINE;
 	res = d->plugin->desc->inject(d, what, args, why, whylen);
-	/* a simulated replug should not wait out the backoff */
-	if (res && d->state == DEV_OFFLINE && d->jobs == 0) {
+	/* a simulated replug should not wait out the backoff (an unplug that
+	 * just took the device offline should) */
+	if (res && was_offline && d->state == DEV_OFFLINE && d->jobs == 0) {
 		evtimer_del(d->reopen_ev);
 		d->backoff_ms = daemon_conf->reopen_min_ms;
 		device_try_open(d);
 	}
 	return res;
+}
+
+json_t *devices_status(struct kiosk_dev *d, char *why, size_t whylen)
+{
+	if (!d->open || !d->plugin) {
+		snprintf(why, whylen, "%s: %s", d->name, *d->reason ? d->reason : "not open");
+		return NULL;
+	}
+	json_t *st = d->plugin->desc->status(d);
+	return st ? st : json_object();
 }
 
 json_t *devices_json(int with_status)

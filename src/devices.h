@@ -41,6 +41,9 @@ void devices_abort(struct kiosk_req *r, const char *code);
 json_t *devices_inject(struct kiosk_dev *d, const char *what, json_t *args, char *why,
                        size_t whylen);
 
+/* <class>.status: the plugin's view, at once, even while a command runs.
+ * NULL with why when the device is not open. */
+json_t *devices_status(struct kiosk_dev *d, char *why, size_t whylen);
 /* [{name, class, plugin, state, reason?, capabilities, status?}] */
 json_t *devices_json(int with_status);
 /* {"ready": n, "busy": n, ...} */

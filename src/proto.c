@@ -240,6 +240,16 @@ static void device_command(struct call *c)
 		reply_error(c->s, c->id, "bad_request", "%s: %s", c->cmd, why);
 		return;
 	}
+	if (!strcmp(spec->verb, "status")) {
+		/* status never queues behind a running command: a UI polls it
+		 * while a wait or a print is in progress */
+		json_t *st = devices_status(d, why, sizeof(why));
+		if (st)
+			reply_ok(c->s, c->id, st);
+		else
+			reply_error(c->s, c->id, "device_offline", "%s", why);
+		return;
+	}
 	struct kiosk_req *r = req_new(c->s, c->id, c->cmd, c->args,
 	                              c->timeout_ms ? c->timeout_ms : device_timeout_ms(d));
 	if (!r) {

@@ -57,8 +57,13 @@ static void photo_done(struct sim *s, struct sim_image *img)
 		return;
 	r->reads++;
 	sim_log(s, "ID card read");
-	sim_reply(s, json_pack("{s:O,s:s,s:[s,s,s,s,s]}", "identity", r->identity, "photo", id,
-	                       "pii", "name", "id_number", "address", "birth", "photo"));
+	/* every identity field is personal data (ethnicity and issuer too) */
+	json_t *pii = json_array();
+	const char *key;
+	json_t *v;
+	json_object_foreach(r->identity, key, v) json_array_append_new(pii, json_string(key));
+	json_array_append_new(pii, json_string("photo"));
+	sim_reply(s, json_pack("{s:O,s:s,s:o}", "identity", r->identity, "photo", id, "pii", pii));
 }
 
 static void read_step(struct sim *s)

@@ -136,7 +136,7 @@ def test_cancel_queued_request_and_string_ids(kd):
     d = kd(CONF)
     c = d.client()
     c.request("cardreader.wait", timeout_ms=60000, id="first")
-    c.request("cardreader.status", id="second")
+    c.request("cardreader.eject", id="second")
     c.drain(0.05)
     assert c.ok("cancel", args={"target": "second"})["cancelled"] is True
     assert c.reply("second")["error"]["code"] == "cancelled"
@@ -211,3 +211,16 @@ def test_topic_limit_is_not_silent(kd):
         assert "barcode.*" in r["result"]["topics"], "acknowledged but dropped: %r" % r
     else:
         assert r["error"]["code"] == "bad_request"
+
+
+def test_status_answers_at_once_while_a_command_runs(kd):
+    """<class>.status is not queued behind a running command: a UI polls
+    the card reader while a cardreader.wait is pending."""
+    d = kd(CONF)
+    c = d.client()
+    wid = c.request("cardreader.wait", timeout_ms=60000)
+    c.drain(0.05)
+    st = c.ok("cardreader.status", timeout=1)
+    assert st["card"] == "absent" and st["waiting"] is True, st
+    assert c.inbox == []  # the wait is still running
+    assert c.ok("cancel", args={"target": wid})["cancelled"] is True

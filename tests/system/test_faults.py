@@ -105,7 +105,7 @@ def test_unplug_fails_running_and_queued_then_replug(kd):
     ev.ok("events.subscribe", args={"topics": ["device.state"]})
     ui = d.client()
     wid = ui.request("cardreader.wait", timeout_ms=30000)
-    qid = ui.request("cardreader.status")
+    qid = ui.request("cardreader.eject")
     q2 = ui.request("cardreader.read", args={"length": 1})
     ui.drain(0.05)
     assert ui.inbox == []
