@@ -78,6 +78,7 @@ struct parse {
 	const char *file;
 	int line; /* line of the key being handled, counted by line_reader */
 	int bad;
+	int skip_section; /* its header was refused: don't repeat it per key */
 	FILE *fp;
 	const char *str; /* when parsing a string */
 };
@@ -254,6 +255,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
 {
 	struct parse *p = user;
 
+	if (p->skip_section)
+		return 1;
 	if (!strcmp(section, "daemon"))
 		daemon_key(p, key, value);
 	else if (!strncmp(section, "device ", 7))
@@ -263,6 +266,41 @@ static int on_key(void *user, const char *section, const char *key, const char *
 	else
 		bad(p, "unknown section [%s] (expected [daemon] or [device NAME])", section);
 	return 1; /* keep going: report every problem */
+}
+
+/* Check a [section] line when it is read: inih never reports a section
+ * without keys, and this way a device's file:line is its header. */
+static void section_header(struct parse *p, const char *line)
+{
+	char name[128];
+	const char *end;
+	size_t n;
+
+	while (*line == ' ' || *line == '\t')
+		line++;
+	if (*line != '[' || !(end = strchr(line, ']')))
+		return;
+	line++;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	n = (size_t)(end - line);
+	while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+		n--;
+	snprintf(name, sizeof(name), "%.*s", (int)n, line);
+	p->skip_section = 1;
+	if (!strcmp(name, "daemon")) {
+		p->skip_section = 0;
+	} else if (!strncmp(name, "device ", 7)) {
+		const char *dev = name + 7;
+		while (*dev == ' ')
+			dev++;
+		if (!valid_name(dev))
+			bad(p, "device name '%s': use 1-32 of a-z 0-9 _ -", dev);
+		else
+			p->skip_section = !device_get(p, dev);
+	} else {
+		bad(p, "unknown section [%s] (expected [daemon] or [device NAME])", name);
+	}
 }
 
 /* inih calls the reader once per line and counts the calls; counting them
@@ -293,6 +331,8 @@ static char *line_reader(char *buf, int size, void *stream)
 	}
 	p->line++;
 	n = strlen(buf);
+	if (n < (size_t)size - 1 || buf[n - 1] == '\n')
+		section_header(p, buf);
 	if (n == (size_t)size - 1 && buf[n - 1] != '\n') {
 		bad(p, "line too long (over %d bytes)", size - 3);
 		if (p->fp) {

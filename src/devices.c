@@ -249,6 +249,7 @@ void devices_start(const struct conf *c)
 
 static void device_remove(struct kiosk_dev *d, const char *why)
 {
+	events_publish("device.removed", d->name, json_pack("{s:s}", "reason", why));
 	d->removing = 1;
 	evtimer_del(d->reopen_ev);
 	snprintf(d->reason, sizeof(d->reason), "%s", why);

@@ -53,6 +53,8 @@ struct listener {
 	int owned; /* we created the file (not socket-activated) */
 };
 
+#define ADMIN_RESERVE 4
+
 static struct listener listeners[2];
 static struct event *reaper;
 static int nclients;
@@ -387,9 +389,12 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	(void)sa;
 	(void)salen;
 
-	if (nclients >= max_clients) {
+	/* admin.sock has a few places of its own: UI clients that use up
+	 * max_clients must not lock the admin out */
+	int limit = max_clients + (l->role == ROLE_ADMIN ? ADMIN_RESERVE : 0);
+	if (nclients >= limit) {
 		char m[96];
-		snprintf(m, sizeof(m), "too many clients (limit %d)", max_clients);
+		snprintf(m, sizeof(m), "too many clients (limit %d)", limit);
 		log_warnx("client refused: %s", m);
 		refuse(fd, m);
 		return;

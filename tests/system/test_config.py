@@ -104,13 +104,13 @@ def test_check_config_reports_file_and_line(tmpd, case):
     t.add("")
     t.block(sim_device("printer0", "printer"))
     if case == "unknown_section":
-        t.add("[printers]").add("width = 3", "x")
+        t.add("[printers]", "x").add("width = 3")
         words = ("unknown section [printers]",)
     elif case == "device_without_class":
-        t.add("[device nocls]").add("plugin = sim", "x")
+        t.add("[device nocls]", "x").add("plugin = sim")
         words = ("nocls", "class")
     elif case == "device_without_plugin":
-        t.add("[device noplug]").add("class = printer", "x")
+        t.add("[device noplug]", "x").add("class = printer")
         words = ("noplug", "plugin")
     elif case == "unknown_class":
         t.add("[device toast]").add("class = toaster", "x").add("plugin = sim")
@@ -137,7 +137,7 @@ def test_check_config_reports_file_and_line(tmpd, case):
         t.add("this line is not ini", "x")
         words = ("syntax error",)
     elif case == "bad_device_name":
-        t.add("[device Bad.Name]").add("class = printer", "x")
+        t.add("[device Bad.Name]", "x").add("class = printer")
         words = ("Bad.Name",)
     elif case == "bad_timeout":
         t.add("[device p1]").add("class = printer").add("plugin = sim").add("timeout_ms = 5", "x")
@@ -177,7 +177,7 @@ def test_check_config_reports_every_problem_at_once(tmpd):
     t.add("width = wide", "d").add("")
     t.add("[device p2]").add("class = printer").add("plugin = nosuchplugin", "e").add("")
     t.add("[device p3]").add("class = toaster", "f").add("plugin = sim").add("")
-    t.add("[wrong]").add("k = v", "g")
+    t.add("[wrong]", "g").add("k = v")
     tmpd.write_conf(str(t))
     rc, diags, out, err = check(tmpd)
     assert rc == 1
@@ -404,3 +404,13 @@ def test_config_that_is_a_directory_is_refused(tmpd):
     rc, out, err = run_kioskd(["--check-config", "--config", tmpd.conf_path])
     assert rc == 1, (out, err)
     assert "10-dir.conf" in err
+
+
+def test_reload_announces_removed_devices(kd):
+    d = kd(BASE)
+    ev = d.client()
+    ev.ok("events.subscribe", args={"topics": ["device.removed"]})
+    d.write_conf(BASE.replace(sim_device("locker0", "locker", doors=8), ""))
+    assert d.admin().ok("config.reload")["changed"] == ["locker0"]
+    e = ev.event("device.removed", "locker0")
+    assert e["data"]["reason"] == "removed from configuration", e

@@ -170,10 +170,9 @@ def test_max_clients(kd):
     assert msgs[0]["id"] is None and msgs[0]["ok"] is False
     assert msgs[0]["error"]["code"] == "not_permitted"
     extra.close()
-    # admin.sock counts against the same limit
+    # admin.sock still has places of its own
     extra = Client(d.admin_sock)
-    msgs = extra.expect_eof()
-    assert [m["error"]["code"] for m in msgs] == ["not_permitted"]
+    assert extra.ok("hello")["role"] == "admin"
     extra.close()
     # the four keep working
     for c in cs:
@@ -258,3 +257,23 @@ def test_half_closed_client_still_gets_its_replies(kd):
     msgs = c.expect_eof(timeout=3)
     c.close()
     assert sorted(m["id"] for m in msgs if "ok" in m) == [1, 2], msgs
+
+
+def test_ui_clients_cannot_lock_out_the_admin(kd):
+    """max_clients UI connections leave admin.sock a few places of its own."""
+    d = kd(daemon_section(max_clients=2))
+    ui = [d.client(), d.client()]
+    for c in ui:
+        c.ok("hello")
+    extra = Client(d.ui_sock)
+    msgs = extra.expect_eof(timeout=3)
+    assert msgs and msgs[0]["error"]["code"] == "not_permitted", msgs
+    extra.close()
+    admins = [d.admin() for _ in range(4)]
+    for a in admins:
+        assert a.ok("hello")["role"] == "admin"
+    # the reserve is bounded too
+    over = Client(d.admin_sock)
+    msgs = over.expect_eof(timeout=3)
+    assert msgs and msgs[0]["error"]["code"] == "not_permitted", msgs
+    over.close()

@@ -181,7 +181,7 @@ static void test_devices(void **state)
 	assert_int_equal(p->timeout_ms, 5000);
 	assert_int_equal(p->enabled, 1);
 	assert_string_equal(p->file, N);
-	assert_int_equal(p->line, 5); /* the section's first key */
+	assert_int_equal(p->line, 4); /* the section header */
 	assert_string_equal(conf_device_opt(p, "width"), "32");
 	assert_string_equal(conf_device_opt(p, "plugin"), "sim");
 	/* keys the core owns are not plugin options */
@@ -252,7 +252,7 @@ static void test_later_wins(void **state)
 	assert_string_equal(conf_device_opt(c->devices, "width"), "20");
 	assert_int_equal(c->devices->enabled, 1);
 	/* the section is where it first appeared; the option where last set */
-	assert_int_equal(c->devices->line, 5);
+	assert_int_equal(c->devices->line, 4);
 	assert_int_equal(c->devices->plugin_at->line, 12);
 	conf_free(c);
 }
@@ -323,24 +323,30 @@ static void test_sections(void **state)
 {
 	(void)state;
 	expect_errors("[daemons]\nworkers = 1\n",
-	              N ":2: unknown section [daemons] (expected [daemon] or [device NAME])");
+	              N ":1: unknown section [daemons] (expected [daemon] or [device NAME])");
+	/* reported at its header, also when it has no keys */
+	expect_errors("[daemon]\n[nope]\n",
+	              N ":2: unknown section [nope] (expected [daemon] or [device NAME])");
 	expect_errors("workers = 1\n[daemon]\n", N ":1: key 'workers' outside any section");
 	/* a device section without a name is an unknown section */
 	expect_errors("[device]\nclass = printer\n",
-	              N ":2: unknown section [device] (expected [daemon] or [device NAME])");
+	              N ":1: unknown section [device] (expected [daemon] or [device NAME])");
 }
 
 static void test_device_errors(void **state)
 {
 	(void)state;
-	expect_errors("[device a]\nplugin = sim\n", N ":2: device a: no valid 'class'");
-	expect_errors("\n[device a]\nclass = printer\n", N ":3: device a: no 'plugin'");
-	expect_errors("[device a]\nwidth = 3\n", N ":2: device a: no valid 'class'",
-	              N ":2: device a: no 'plugin'");
+	expect_errors("[device a]\nplugin = sim\n", N ":1: device a: no valid 'class'");
+	expect_errors("\n[device a]\nclass = printer\n", N ":2: device a: no 'plugin'");
+	expect_errors("[device a]\nwidth = 3\n", N ":1: device a: no valid 'class'",
+	              N ":1: device a: no 'plugin'");
+	/* an empty device section is a device without class and plugin */
+	expect_errors("[device a]\n", N ":1: device a: no valid 'class'",
+	              N ":1: device a: no 'plugin'");
 	expect_errors("[device a]\nclass = fridge\nplugin = sim\n",
 	              N ":2: device a: unknown class 'fridge' (cardreader, printer, scanner, "
 	                "idreader, camera, audio, barcode, locker, sensor, actuator)",
-	              N ":2: device a: no valid 'class'");
+	              N ":1: device a: no valid 'class'");
 	expect_errors("[device a]\nclass = printer\nplugin =\n", N ":3: device a: empty plugin");
 	expect_errors("[device a]\nclass = printer\nplugin = sim\ntimeout_ms = 5\n",
 	              N ":4: device a: timeout_ms: '5' is not between 10 and 86400000");
@@ -351,14 +357,14 @@ static void test_device_errors(void **state)
 static void test_device_names(void **state)
 {
 	(void)state;
-	/* every key of a badly named section is refused, none is kept */
+	/* a badly named section is refused once, at its header; none of its
+	 * keys is kept */
 	expect_errors("[device Printer]\nclass = printer\nplugin = sim\n",
-	              N ":2: device name 'Printer': use 1-32 of a-z 0-9 _ -",
-	              N ":3: device name 'Printer': use 1-32 of a-z 0-9 _ -");
+	              N ":1: device name 'Printer': use 1-32 of a-z 0-9 _ -");
 	expect_errors("[device a.b]\nclass = printer\n",
-	              N ":2: device name 'a.b': use 1-32 of a-z 0-9 _ -");
+	              N ":1: device name 'a.b': use 1-32 of a-z 0-9 _ -");
 	expect_errors("[device 012345678901234567890123456789012]\nclass = printer\n",
-	              N ":2: device name '012345678901234567890123456789012': use 1-32 of a-z "
+	              N ":1: device name '012345678901234567890123456789012': use 1-32 of a-z "
 	                "0-9 _ -");
 	struct conf *c = load_ok("[device 01234567890123456789012345678901]\n"
 	                         "class = printer\nplugin = sim\n");
@@ -378,8 +384,8 @@ static void test_every_problem_reported(void **state)
 	              "x = 1\n",
 	              N ":2: workers: '0' is not a whole number between 1 and 64",
 	              N ":3: unknown key 'bogus' in [daemon]",
-	              N ":7: unknown section [nope] (expected [daemon] or [device NAME])",
-	              N ":5: device a: no 'plugin'");
+	              N ":6: unknown section [nope] (expected [daemon] or [device NAME])",
+	              N ":4: device a: no 'plugin'");
 }
 
 static void test_syntax_error(void **state)
