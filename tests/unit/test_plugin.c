@@ -219,7 +219,7 @@ static void test_load_and_options(void **state)
 
 	assert_int_equal(plugin_check_device(p, conf_device_find(c, "cam"), &d), -1);
 	assert_int_equal(d.n, 1);
-	assert_string_equal(d.msgs[0], "t.conf:24: device cam: plugin good does not serve class "
+	assert_string_equal(d.msgs[0], "t.conf:23: device cam: plugin good does not serve class "
 	                               "camera");
 	diag_free(&d);
 	conf_free(c);
