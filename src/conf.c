@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "events.h"
 #include "log.h"
 #include "schema.h"
 
@@ -48,14 +50,16 @@ void diag_free(struct diag *d)
 	memset(d, 0, sizeof(*d));
 }
 
-/* [daemon] keys, read by a table so --check-config and docs agree. */
+/* Keys are read by tables so --check-config and docs agree. */
 enum key_kind { K_STR, K_INT, K_LONG, K_LEVEL };
-static const struct daemon_key {
+struct key_spec {
 	const char *key;
 	enum key_kind kind;
 	size_t off;
 	long min, max;
-} daemon_keys[] = {
+};
+static const struct key_spec daemon_keys[] = {
+        {"kiosk_id", K_STR, offsetof(struct conf, kiosk_id), 0, 0},
         {"runtime_dir", K_STR, offsetof(struct conf, runtime_dir), 0, 0},
         {"state_dir", K_STR, offsetof(struct conf, state_dir), 0, 0},
         {"plugin_path", K_STR, offsetof(struct conf, plugin_path), 0, 0},
@@ -70,7 +74,36 @@ static const struct daemon_key {
         {"workers", K_INT, offsetof(struct conf, workers), 1, 64},
         {"reopen_min_ms", K_INT, offsetof(struct conf, reopen_min_ms), 10, 3600000},
         {"reopen_max_ms", K_INT, offsetof(struct conf, reopen_max_ms), 10, 3600000},
+        {NULL, 0, 0, 0, 0},
 };
+
+static const struct key_spec store_keys[] = {
+        {"path", K_STR, offsetof(struct conf, store_path), 0, 0},
+        {"key_file", K_STR, offsetof(struct conf, store_key_file), 0, 0},
+        {"pii_retention_s", K_INT, offsetof(struct conf, pii_retention_s), 0, 366 * 86400},
+        {NULL, 0, 0, 0, 0},
+};
+
+#define EP(f) offsetof(struct conf_endpoint, f)
+static const struct key_spec endpoint_keys[] = {
+        {"url", K_STR, EP(url), 0, 0},
+        {"ca_file", K_STR, EP(ca_file), 0, 0},
+        {"cert_file", K_STR, EP(cert_file), 0, 0},
+        {"key_file", K_STR, EP(key_file), 0, 0},
+        {"token_file", K_STR, EP(token_file), 0, 0},
+        {"hmac_key_file", K_STR, EP(hmac_key_file), 0, 0},
+        {"batch_size", K_INT, EP(batch_size), 1, 10000},
+        {"concurrency", K_INT, EP(concurrency), 1, 64},
+        {"connect_timeout_ms", K_INT, EP(connect_timeout_ms), 100, 600000},
+        {"timeout_ms", K_INT, EP(timeout_ms), 100, 3600000},
+        {"low_speed_bytes", K_INT, EP(low_speed_bytes), 0, 1 << 30},
+        {"low_speed_time_s", K_INT, EP(low_speed_time_s), 0, 3600},
+        {"backoff_min_ms", K_INT, EP(backoff_min_ms), 10, 3600000},
+        {"backoff_max_ms", K_INT, EP(backoff_max_ms), 10, 86400000},
+        {"startup_delay_ms", K_INT, EP(startup_delay_ms), 0, 3600000},
+        {NULL, 0, 0, 0, 0},
+};
+#undef EP
 
 struct parse {
 	struct conf *conf;
@@ -121,19 +154,21 @@ static void set_str(char **dst, const char *v)
 	*dst = strdup(v);
 }
 
-static void daemon_key(struct parse *p, const char *key, const char *value)
+/* Set key of the struct at base from the table; where names the section
+ * in messages. */
+static void table_key(struct parse *p, const struct key_spec *table, void *base, const char *where,
+                      const char *key, const char *value)
 {
-	const struct daemon_key *k = NULL;
+	const struct key_spec *k = table;
 	long v;
 
-	for (size_t i = 0; i < sizeof(daemon_keys) / sizeof(daemon_keys[0]); i++)
-		if (!strcmp(daemon_keys[i].key, key))
-			k = &daemon_keys[i];
-	if (!k) {
-		bad(p, "unknown key '%s' in [daemon]", key);
+	while (k->key && strcmp(k->key, key))
+		k++;
+	if (!k->key) {
+		bad(p, "unknown key '%s' in [%s]", key, where);
 		return;
 	}
-	char *field = (char *)p->conf + k->off;
+	char *field = (char *)base + k->off;
 	switch (k->kind) {
 	case K_STR:
 		if (!*value) {
@@ -251,6 +286,64 @@ static void device_key(struct parse *p, const char *name, const char *key, const
 	}
 }
 
+static struct conf_endpoint *endpoint_get(struct parse *p, const char *name)
+{
+	struct conf_endpoint **ep = &p->conf->endpoints;
+	for (; *ep; ep = &(*ep)->next)
+		if (!strcmp((*ep)->name, name))
+			return *ep;
+	struct conf_endpoint *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->name = strdup(name);
+	e->file = strdup(p->file);
+	e->line = p->line;
+	e->batch_size = 100;
+	e->concurrency = 2;
+	e->connect_timeout_ms = 10000;
+	e->timeout_ms = 60000;
+	e->low_speed_bytes = 100;
+	e->low_speed_time_s = 30;
+	e->backoff_min_ms = 1000;
+	e->backoff_max_ms = 600000;
+	e->startup_delay_ms = 30000;
+	*ep = e;
+	return e;
+}
+
+static void endpoint_key(struct parse *p, const char *name, const char *key, const char *value)
+{
+	struct conf_endpoint *e = endpoint_get(p, name);
+	char where[64];
+
+	snprintf(where, sizeof(where), "endpoint %s", name);
+	if (e)
+		table_key(p, endpoint_keys, e, where, key, value);
+}
+
+/* Routes keep file order: the first pattern that matches a type wins. */
+static void route_key(struct parse *p, const char *pattern, const char *endpoint)
+{
+	struct conf_route **rp = &p->conf->routes, *r;
+
+	if (events_pattern_check(pattern) < 0) {
+		bad(p, "route '%s': a type pattern is 1-64 of a-z 0-9 _ . - * ?", pattern);
+		return;
+	}
+	for (; *rp; rp = &(*rp)->next)
+		if (!strcmp((*rp)->pattern, pattern))
+			break;
+	if (!(r = *rp)) {
+		if (!(r = calloc(1, sizeof(*r))))
+			return;
+		r->pattern = strdup(pattern);
+		*rp = r;
+	}
+	set_str(&r->endpoint, endpoint);
+	set_str(&r->file, p->file);
+	r->line = p->line;
+}
+
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse *p = user;
@@ -258,13 +351,19 @@ static int on_key(void *user, const char *section, const char *key, const char *
 	if (p->skip_section)
 		return 1;
 	if (!strcmp(section, "daemon"))
-		daemon_key(p, key, value);
+		table_key(p, daemon_keys, p->conf, "daemon", key, value);
+	else if (!strcmp(section, "store"))
+		table_key(p, store_keys, p->conf, "store", key, value);
+	else if (!strncmp(section, "endpoint ", 9))
+		endpoint_key(p, section + 9, key, value);
+	else if (!strcmp(section, "route"))
+		route_key(p, key, value);
 	else if (!strncmp(section, "device ", 7))
 		device_key(p, section + 7, key, value);
 	else if (!*section)
 		bad(p, "key '%s' outside any section", key);
 	else
-		bad(p, "unknown section [%s] (expected [daemon] or [device NAME])", section);
+		bad(p, "unknown section [%s]", section);
 	return 1; /* keep going: report every problem */
 }
 
@@ -288,8 +387,16 @@ static void section_header(struct parse *p, const char *line)
 		n--;
 	snprintf(name, sizeof(name), "%.*s", (int)n, line);
 	p->skip_section = 1;
-	if (!strcmp(name, "daemon")) {
+	if (!strcmp(name, "daemon") || !strcmp(name, "store") || !strcmp(name, "route")) {
 		p->skip_section = 0;
+	} else if (!strncmp(name, "endpoint ", 9)) {
+		const char *ep = name + 9;
+		while (*ep == ' ')
+			ep++;
+		if (!valid_name(ep))
+			bad(p, "endpoint name '%s': use 1-32 of a-z 0-9 _ -", ep);
+		else
+			p->skip_section = !endpoint_get(p, ep);
 	} else if (!strncmp(name, "device ", 7)) {
 		const char *dev = name + 7;
 		while (*dev == ' ')
@@ -299,7 +406,10 @@ static void section_header(struct parse *p, const char *line)
 		else
 			p->skip_section = !device_get(p, dev);
 	} else {
-		bad(p, "unknown section [%s] (expected [daemon] or [device NAME])", name);
+		bad(p,
+		    "unknown section [%s] (expected [daemon], [store], [route], [device NAME] or "
+		    "[endpoint NAME])",
+		    name);
 	}
 }
 
@@ -451,6 +561,8 @@ static void conf_defaults(struct conf *c)
 	c->cancel_grace_ms = 2000;
 	c->workers = 2;
 	c->reopen_min_ms = 500;
+	c->store_path = strdup("kioskd.db");
+	c->pii_retention_s = 30 * 86400;
 	c->reopen_max_ms = 60000;
 }
 
@@ -462,6 +574,31 @@ static void conf_finish(struct parse *p)
 		diag_add(p->diag, c->path, 0, "reopen_min_ms (%d) is above reopen_max_ms (%d)",
 		         c->reopen_min_ms, c->reopen_max_ms);
 		p->bad = 1;
+	}
+	for (struct conf_endpoint *e = c->endpoints; e; e = e->next) {
+		/* TLS verification is not optional, so neither is https */
+		if (!e->url || strncmp(e->url, "https://", 8) || !e->url[8]) {
+			diag_add(p->diag, e->file, e->line,
+			         "endpoint %s: 'url' must be an https:// URL", e->name);
+			p->bad = 1;
+		}
+		if (!e->cert_file != !e->key_file) {
+			diag_add(p->diag, e->file, e->line,
+			         "endpoint %s: cert_file and key_file go together", e->name);
+			p->bad = 1;
+		}
+		if (e->backoff_min_ms > e->backoff_max_ms) {
+			diag_add(p->diag, e->file, e->line,
+			         "endpoint %s: backoff_min_ms is above backoff_max_ms", e->name);
+			p->bad = 1;
+		}
+	}
+	for (struct conf_route *r = c->routes; r; r = r->next) {
+		if (!conf_endpoint_find(c, r->endpoint)) {
+			diag_add(p->diag, r->file, r->line, "route %s: no [endpoint %s]",
+			         r->pattern, r->endpoint);
+			p->bad = 1;
+		}
 	}
 	for (struct conf_device *d = c->devices; d; d = d->next) {
 		if (!d->cls) {
@@ -533,6 +670,28 @@ void conf_free(struct conf *c)
 		next = d->next;
 		conf_device_free(d);
 	}
+	for (struct conf_endpoint *e = c->endpoints, *next; e; e = next) {
+		next = e->next;
+		free(e->name);
+		free(e->file);
+		free(e->url);
+		free(e->ca_file);
+		free(e->cert_file);
+		free(e->key_file);
+		free(e->token_file);
+		free(e->hmac_key_file);
+		free(e);
+	}
+	for (struct conf_route *r = c->routes, *next; r; r = next) {
+		next = r->next;
+		free(r->pattern);
+		free(r->endpoint);
+		free(r->file);
+		free(r);
+	}
+	free(c->kiosk_id);
+	free(c->store_path);
+	free(c->store_key_file);
 	free(c->path);
 	free(c->runtime_dir);
 	free(c->state_dir);
@@ -540,6 +699,22 @@ void conf_free(struct conf *c)
 	free(c->admin_group);
 	free(c->ui_group);
 	free(c);
+}
+
+const struct conf_endpoint *conf_endpoint_find(const struct conf *c, const char *name)
+{
+	for (const struct conf_endpoint *e = c->endpoints; e; e = e->next)
+		if (!strcmp(e->name, name))
+			return e;
+	return NULL;
+}
+
+const char *conf_route(const struct conf *c, const char *type)
+{
+	for (const struct conf_route *r = c->routes; r; r = r->next)
+		if (fnmatch(r->pattern, type, 0) == 0)
+			return r->endpoint;
+	return NULL;
 }
 
 const struct conf_device *conf_device_find(const struct conf *c, const char *name)

@@ -323,14 +323,14 @@ static void test_sections(void **state)
 {
 	(void)state;
 	expect_errors("[daemons]\nworkers = 1\n",
-	              N ":1: unknown section [daemons] (expected [daemon] or [device NAME])");
+	              N ":1: unknown section [daemons] (expected [daemon], [store], [route], [device NAME] or [endpoint NAME])");
 	/* reported at its header, also when it has no keys */
 	expect_errors("[daemon]\n[nope]\n",
-	              N ":2: unknown section [nope] (expected [daemon] or [device NAME])");
+	              N ":2: unknown section [nope] (expected [daemon], [store], [route], [device NAME] or [endpoint NAME])");
 	expect_errors("workers = 1\n[daemon]\n", N ":1: key 'workers' outside any section");
 	/* a device section without a name is an unknown section */
 	expect_errors("[device]\nclass = printer\n",
-	              N ":1: unknown section [device] (expected [daemon] or [device NAME])");
+	              N ":1: unknown section [device] (expected [daemon], [store], [route], [device NAME] or [endpoint NAME])");
 }
 
 static void test_device_errors(void **state)
@@ -384,7 +384,7 @@ static void test_every_problem_reported(void **state)
 	              "x = 1\n",
 	              N ":2: workers: '0' is not a whole number between 1 and 64",
 	              N ":3: unknown key 'bogus' in [daemon]",
-	              N ":6: unknown section [nope] (expected [daemon] or [device NAME])",
+	              N ":6: unknown section [nope] (expected [daemon], [store], [route], [device NAME] or [endpoint NAME])",
 	              N ":4: device a: no 'plugin'");
 }
 
