@@ -17,7 +17,7 @@
 #include "crypt.h"
 #include "store_harness.h"
 
-static __attribute__((unused)) double now_s(void)
+static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1064,6 +1064,416 @@ static void test_disk_full(void **state)
 	t_res_clear(&r);
 }
 
+/* ---- personal data ---- */
+
+#define CARD  "CARD-9988776655"
+#define NAME  "ZHANG-SECRET-NAME"
+#define PHOTO "PHOTO-SECRET-BYTES-0123456789"
+
+/* None of the files of the store holds needle. */
+static void assert_not_at_rest(const char *needle)
+{
+	char path[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *de;
+
+	for (int pass = 0; pass < 2; pass++) {
+		snprintf(path, sizeof(path), pass ? "%s/blobs" : "%s", t_dir);
+		assert_non_null(d = opendir(path));
+		while ((de = readdir(d))) {
+			char f[PATH_MAX + 600];
+			if (de->d_name[0] == '.' || !strcmp(de->d_name, "stderr"))
+				continue;
+			snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+			if (t_file_has(f, needle))
+				fail_msg("'%s' found in %s", needle, f);
+		}
+		closedir(d);
+	}
+}
+
+static void set_delivered_ago(const char *id, int seconds)
+{
+	sqlite3 *db = t_raw();
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db,
+	                   "UPDATE transactions SET delivered = (strftime('%s','now') - ?) * 1000 "
+	                   "WHERE id = ?",
+	                   -1, &st, NULL);
+	sqlite3_bind_int(st, 1, seconds);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static char *stored_payload(const char *id)
+{
+	sqlite3 *db = t_raw();
+	sqlite3_stmt *st;
+	char *p = NULL;
+	sqlite3_prepare_v2(db, "SELECT payload FROM transactions WHERE id = ?", -1, &st, NULL);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		p = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return p;
+}
+
+static void test_pii_at_rest_and_purge(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char blob[BLOB_ID_SIZE], shared[BLOB_ID_SIZE], text[1024], id[64], other[64];
+	char errpath[PATH_MAX + 16];
+	struct store_batch b;
+
+	/* every log line of the run goes to a file we grep afterwards */
+	snprintf(errpath, sizeof(errpath), "%s/stderr", t_dir);
+	fflush(stderr);
+	int saved = dup(2), fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	log_setlevel(LOG_DEBUG);
+
+	assert_int_equal(store_open(t_base, &t_conf), 0); /* sets the blob key */
+	assert_int_equal(blob_put(PHOTO, strlen(PHOTO), blob), 0);
+	assert_int_equal(blob_put("shared scan", 11, shared), 0);
+	snprintf(text, sizeof(text),
+	         "{\"type\": \"id.check\", \"payload\": {\"card\": \"" CARD "\", \"person\": "
+	         "{\"name\": \"" NAME "\"}, \"amount\": 7}, \"pii\": [\"card\", \"person\"], "
+	         "\"blobs\": [\"%s\", \"%s\"]}",
+	         blob, shared);
+	assert_int_equal(t_submit(text, &r), STORE_OK);
+	snprintf(id, sizeof(id), "%s", t_id(&r));
+	snprintf(text, sizeof(text),
+	         "{\"type\": \"id.check\", \"payload\": {}, \"blobs\": [\"%s\"]}", shared);
+	assert_int_equal(t_submit(text, &r), STORE_OK);
+	snprintf(other, sizeof(other), "%s", t_id(&r));
+
+	/* at rest: encrypted in the database, its WAL and the blob spool
+	 * (while the rest of the payload is plainly there: the grep works) */
+	char wal[PATH_MAX + 40];
+	snprintf(wal, sizeof(wal), "%s-wal", t_db);
+	assert_true(t_file_has(wal, "\"amount\":7"));
+	assert_not_at_rest(CARD);
+	assert_not_at_rest(NAME);
+	assert_not_at_rest(PHOTO);
+	assert_not_at_rest("shared scan");
+	char *p = stored_payload(id);
+	assert_non_null(strstr(p, "{\"$enc\":\""));
+	assert_non_null(strstr(p, "\"amount\":7"));
+	/* the ciphertext, to look for after the purge */
+	char *enc = strstr(p, "{\"$enc\":\"") + 9;
+	*strchr(enc, '"') = 0;
+	char cipher[512];
+	snprintf(cipher, sizeof(cipher), "%s", enc);
+	free(p);
+
+	/* what the UI and the endpoint see is the plain data */
+	json_t *t = store_get(id);
+	json_t *pl = json_object_get(t, "payload");
+	assert_string_equal(json_string_value(json_object_get(pl, "card")), CARD);
+	assert_string_equal(
+	        json_string_value(json_object_get(json_object_get(pl, "person"), "name")), NAME);
+	assert_int_equal(json_array_size(json_object_get(t, "pii")), 2);
+	json_decref(t);
+	assert_int_equal(store_take_batch("ep", "K", 10, &b), 0);
+	assert_int_equal(b.n, 2);
+	assert_non_null(strstr(b.body, CARD));
+	assert_non_null(strstr(b.body, NAME));
+	store_report(b.ids[0], OUT_DELIVERED, NULL);
+	store_batch_free(&b);
+	store_audit("idreader0", "idreader.read", NULL, id, "ok", NULL);
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+
+	/* within the retention: kept */
+	store_purge();
+	t = store_get(id);
+	assert_string_equal(
+	        json_string_value(json_object_get(json_object_get(t, "payload"), "card")), CARD);
+	json_decref(t);
+	store_close();
+	assert_not_at_rest(CARD);
+	assert_not_at_rest(NAME);
+	assert_not_at_rest(PHOTO);
+
+	/* delivered two hours ago, retention one hour: erased at open */
+	set_delivered_ago(id, 7200);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	t = store_get(id);
+	pl = json_object_get(t, "payload");
+	assert_true(json_is_null(json_object_get(pl, "card")));
+	assert_true(json_is_null(json_object_get(pl, "person")));
+	assert_int_equal(json_integer_value(json_object_get(pl, "amount")), 7);
+	assert_true(json_is_true(json_object_get(t, "purged")));
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "delivered");
+	json_decref(t);
+	/* its own blob is gone; the one a pending transaction uses stays */
+	assert_false(blob_exists(blob));
+	assert_true(blob_exists(shared));
+	/* not even the ciphertext is left in the files */
+	assert_not_at_rest(cipher);
+	/* a second purge finds nothing to do, and the other row keeps its blob */
+	store_purge();
+	assert_true(blob_exists(shared));
+	t = store_get(other);
+	assert_false(json_is_true(json_object_get(t, "purged")));
+	json_decref(t);
+
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	log_setlevel(LOG_CRIT);
+	/* the log of the whole run says nothing personal */
+	assert_true(t_file_has(errpath, "erased"));
+	assert_false(t_file_has(errpath, CARD));
+	assert_false(t_file_has(errpath, NAME));
+	assert_false(t_file_has(errpath, PHOTO));
+	t_res_clear(&r);
+}
+
+/* A sealed value is bound to its row and field; another key does not
+ * open it either. */
+static void test_pii_bound_to_row_and_key(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char a[64], c[64], why[128];
+	struct store_batch b;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {\"card\": \"" CARD
+	                          "\"}, \"pii\": [\"card\"]}",
+	                          &r),
+	                 STORE_OK);
+	snprintf(a, sizeof(a), "%s", t_id(&r));
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {\"card\": \"other\"}, \"pii\": "
+	                          "[\"card\"]}",
+	                          &r),
+	                 STORE_OK);
+	snprintf(c, sizeof(c), "%s", t_id(&r));
+	/* copy a's sealed card into c */
+	sqlite3 *db = t_raw();
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db,
+	                   "UPDATE transactions SET payload = (SELECT payload FROM transactions "
+	                   "WHERE id = ?) WHERE id = ?",
+	                   -1, &st, NULL);
+	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, c, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	json_t *t = store_get(c);
+	assert_true(json_is_true(json_object_get(t, "pii_unreadable")));
+	assert_true(json_is_null(json_object_get(json_object_get(t, "payload"), "card")));
+	json_decref(t);
+	store_close();
+
+	/* another key: nothing opens, and such rows fail instead of blocking
+	 * the queue */
+	t_write_key(t_keyfile, 0600);
+	int kfd = open(t_keyfile, O_WRONLY);
+	assert_int_equal(write(kfd, "different key, 32 bytes long....", 32), 32);
+	close(kfd);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	t = store_get(a);
+	assert_true(json_is_true(json_object_get(t, "pii_unreadable")));
+	json_decref(t);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+	assert_int_equal(store_take_batch("ep", "K", 10, &b), 0);
+	assert_int_equal(b.n, 1);
+	assert_string_equal(b.ids[0], t_id(&r));
+	store_batch_free(&b);
+	t = store_get(a);
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(t, "reason")), "decrypt"));
+	json_decref(t);
+	/* an admin can put it back once the right key is there */
+	assert_int_equal(store_retry(a, why, sizeof(why)), 0);
+	t_res_clear(&r);
+}
+
+static void test_bad_key_refuses_open(void **state)
+{
+	(void)state;
+	int fd = open(t_keyfile, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "short", 5), 5);
+	close(fd);
+	assert_int_equal(store_open(t_base, &t_conf), -1);
+	t_conf.store_key_file = "/nonexistent/kioskd.key";
+	assert_int_equal(store_open(t_base, &t_conf), -1);
+	/* from the systemd credential when no key_file is set */
+	char dir[PATH_MAX + 16], path[PATH_MAX + 40];
+	snprintf(dir, sizeof(dir), "%s/creds", t_dir);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/kioskd-store.key", dir);
+	t_write_key(path, 0400);
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	t_conf.store_key_file = NULL;
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	struct t_res r = {0};
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {\"card\": \"1\"}, \"pii\": "
+	                          "[\"card\"]}",
+	                          &r),
+	                 STORE_OK);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	t_res_clear(&r);
+}
+
+/* ---- scale ---- */
+
+static long rss_kib(void)
+{
+	char line[256];
+	long kib = -1;
+	FILE *fp = fopen("/proc/self/status", "r");
+	while (fp && fgets(line, sizeof(line), fp))
+		if (!strncmp(line, "VmRSS:", 6))
+			kib = atol(line + 6);
+	if (fp)
+		fclose(fp);
+	return kib;
+}
+
+/* Submit n rows of endpoint ep, group commits of group rows. */
+static void bulk(int n, int group, const char *ep)
+{
+	struct t_res *r = calloc((size_t)group, sizeof(*r));
+	for (int done = 0; done < n; done += group) {
+		int k = n - done < group ? n - done : group;
+		for (int i = 0; i < k; i++) {
+			json_t *in = json_pack("{s:s, s:{s:i, s:s}}", "type", "bulk.x", "payload",
+			                       "n", done + i, "order", "P-0000000000");
+			store_submit(in, ep, t_done, &r[i]);
+			json_decref(in);
+		}
+		t_spin(&r[k - 1].called, 1);
+		for (int i = 0; i < k; i++) {
+			assert_int_equal(r[i].err, STORE_OK);
+			t_res_clear(&r[i]);
+		}
+	}
+	free(r);
+}
+
+/* 100,000 queued rows: a batch for an endpoint whose rows come last is
+ * still found at once (index), and only the batch is in memory. */
+static void test_take_batch_100k(void **state)
+{
+	(void)state;
+	struct store_batch b;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	double t0 = now_s();
+	bulk(100000, 2000, "a");
+	bulk(300, 100, "b");
+	double t1 = now_s();
+	long rss0 = rss_kib();
+	assert_int_equal(store_pending("a"), 100000);
+	assert_int_equal(store_pending("b"), 300);
+	double t2 = now_s();
+	assert_int_equal(store_take_batch("b", "K", 100, &b), 0);
+	double t3 = now_s();
+	assert_int_equal(b.n, 100);
+	json_t *body = json_loads(b.body, 0, NULL);
+	/* oldest first */
+	assert_int_equal(
+	        json_integer_value(json_object_get(
+	                json_object_get(json_array_get(json_object_get(body, "transactions"), 0),
+	                                "payload"),
+	                "n")),
+	        0);
+	json_decref(body);
+	store_batch_free(&b);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(store_take_batch("a", "K", 100, &b), 0);
+		assert_int_equal(b.n, 100);
+		for (int k = 0; k < b.n; k++)
+			store_report(b.ids[k], OUT_DELIVERED, NULL);
+		store_batch_free(&b);
+	}
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+	double t4 = now_s();
+	assert_int_equal(store_pending("a"), 95000);
+	json_t *c = store_counts();
+	assert_int_equal(json_integer_value(json_object_get(c, "delivered")), 5000);
+	json_decref(c);
+	print_message("    100,300 rows in %.2f s; take_batch(100) behind 100,000 others %.2f ms; "
+	              "50 batches of 100 taken and delivered in %.2f s; RSS %ld KiB -> %ld KiB\n",
+	              t1 - t0, (t3 - t2) * 1e3, t4 - t3, rss0, rss_kib());
+}
+
+/* Submissions per second, one per commit and 16 per group commit, next
+ * to raw SQLite with the same durability, one row per commit.  Informative
+ * (printed), not asserted: it depends on the disk. */
+static void test_throughput(void **state)
+{
+	(void)state;
+	struct t_res r[16] = {{0}};
+	const int rounds = 150;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	double t0 = now_s();
+	for (int i = 0; i < rounds; i++)
+		assert_int_equal(t_submit("{\"type\": \"gas.topup\", \"payload\": {\"order\": "
+		                          "\"P-1\", \"amount_fen\": 5000}}",
+		                          &r[0]),
+		                 STORE_OK);
+	double one = rounds / (now_s() - t0);
+	t0 = now_s();
+	unsigned long c0 = store_commit_count();
+	for (int i = 0; i < rounds; i++) {
+		for (int k = 0; k < 16; k++) {
+			json_t *in = json_pack("{s:s, s:{s:s, s:i}}", "type", "gas.topup",
+			                       "payload", "order", "P-1", "amount_fen", 5000);
+			store_submit(in, "ep", t_done, &r[k]);
+			json_decref(in);
+		}
+		t_spin(&r[15].called, 1);
+		for (int k = 0; k < 16; k++) {
+			assert_int_equal(r[k].err, STORE_OK);
+			t_res_clear(&r[k]);
+		}
+	}
+	double sixteen = 16.0 * rounds / (now_s() - t0);
+	assert_int_equal(store_commit_count() - c0, (unsigned long)rounds);
+	store_close();
+
+	/* raw SQLite: WAL, synchronous=FULL, one INSERT per commit */
+	sqlite3 *db;
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/raw.db", t_dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_exec(db,
+	             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (seq "
+	             "INTEGER PRIMARY KEY, id TEXT UNIQUE, payload TEXT)",
+	             NULL, NULL, NULL);
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db, "INSERT INTO t (id, payload) VALUES (?, ?)", -1, &st, NULL);
+	t0 = now_s();
+	for (int i = 0; i < rounds; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "id%d", i);
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, "{\"order\":\"P-1\",\"amount_fen\":5000}", -1,
+		                  SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_reset(st);
+	}
+	double raw = rounds / (now_s() - t0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	print_message("    durable submissions/s: raw SQLite 1 row/commit %.0f; store 1 per "
+	              "commit %.0f (%.2fx raw); store 16 per group commit %.0f (%.1fx raw)\n",
+	              raw, one, one / raw, sixteen, sixteen / raw);
+	t_res_clear(&r[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1089,6 +1499,11 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_corrupt_truncated, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_corrupt_header, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_disk_full, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_pii_at_rest_and_purge, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_pii_bound_to_row_and_key, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_bad_key_refuses_open, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_take_batch_100k, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_throughput, t_setup, t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
