@@ -773,7 +773,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_raw(200, g.encode(), rule.content_type or "text/html")
             return 200, name
         if name == "huge":
-            big = b'{"results":[],"padding":"' + b"x" * max(0, rule.bytes - 28) + b'"}'
+            head = b'{"results":[],"padding":"'
+            big = head + b"x" * max(0, rule.bytes - len(head) - 2) + b'"}'
             self.send_raw(200, big)
             return 200, name
         if name == "missing_items" and is_batch and code == 200:
