@@ -62,8 +62,7 @@ struct store_batch {
 /* Take up to max queued transactions routed to endpoint, mark them
  * sending and build the request body.  0 with b->n == 0 when there is
  * nothing to send.  Free with store_batch_free. */
-int store_take_batch(const char *endpoint, const char *kiosk_id, int max,
-                     struct store_batch *b);
+int store_take_batch(const char *endpoint, const char *kiosk_id, int max, struct store_batch *b);
 void store_batch_free(struct store_batch *b);
 enum store_outcome { OUT_DELIVERED, OUT_RETRY, OUT_FAILED };
 /* Report the outcome of one transaction of a batch (reason for FAILED). */
@@ -74,5 +73,16 @@ int64_t store_pending(const char *endpoint);
 /* Erase personal data of transactions delivered more than retention ago;
  * runs from a timer inside the store too. */
 void store_purge(void);
+
+/* ---- for tests ---- */
+/* Open databases through this registered SQLite VFS (NULL or "": the
+ * default one). */
+void store_set_vfs(const char *name);
+/* Write transactions committed since store_open (group commits, batches
+ * taken, retries, purges). */
+unsigned long store_commit_count(void);
+/* The store's own connection (to set limits such as max_page_count, or to
+ * look at rows); NULL when closed. */
+struct sqlite3 *store_sqlite(void);
 
 #endif

@@ -1,0 +1,1094 @@
+/* store.c: the SQLite outbox, on real database files in a temporary
+ * directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "crypt.h"
+#include "store_harness.h"
+
+static __attribute__((unused)) double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- basics ---- */
+
+static void test_open_schema(void **state)
+{
+	(void)state;
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 1);
+	/* WAL, and the tables and indexes the issue names */
+	char *mode = NULL;
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	mode = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	assert_string_equal(mode, "wal");
+	free(mode);
+	static const char *const names[] = {"transactions", "audit",    "meta",
+	                                    "txn_queue",    "txn_flow", "txn_created"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char sql[200];
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_schema WHERE name = '%s'",
+		         names[i]);
+		assert_int_equal(t_raw_int(db, sql), 1);
+	}
+	/* the store's own connection: synchronous=FULL (2), bounded cache */
+	assert_int_equal(t_raw_int(store_sqlite(), "PRAGMA synchronous"), 2);
+	assert_int_equal(t_raw_int(store_sqlite(), "PRAGMA cache_size"), -2000);
+	sqlite3_close(db);
+}
+
+static void test_submit_get(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(t_submit("{\"type\": \"gas.topup\", \"payload\": {\"order\": \"P-1\", "
+	                          "\"amount_fen\": 5000}, \"flow\": \"f1\", \"final\": false}",
+	                          &r),
+	                 STORE_OK);
+	const char *id = t_id(&r);
+	assert_non_null(id);
+	assert_int_equal(strlen(id), 26);
+	assert_string_equal(json_string_value(json_object_get(r.txn, "state")), "queued");
+	assert_string_equal(json_string_value(json_object_get(r.txn, "endpoint")), "ep");
+
+	json_t *t = store_get(id);
+	assert_non_null(t);
+	assert_string_equal(json_string_value(json_object_get(t, "type")), "gas.topup");
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "queued");
+	assert_string_equal(json_string_value(json_object_get(t, "flow")), "f1");
+	assert_true(json_is_false(json_object_get(t, "final")));
+	assert_int_equal(
+	        json_integer_value(json_object_get(json_object_get(t, "payload"), "amount_fen")),
+	        5000);
+	const char *created = json_string_value(json_object_get(t, "created"));
+	assert_non_null(created);
+	assert_int_equal(strlen(created), 24); /* 2026-12-04T15:20:00.123Z */
+	assert_int_equal(created[23], 'Z');
+	json_decref(t);
+	assert_null(store_get("no-such-id"));
+
+	/* ids sort in creation order */
+	char prev[64];
+	snprintf(prev, sizeof(prev), "%s", id);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+		assert_true(strcmp(t_id(&r), prev) > 0);
+		snprintf(prev, sizeof(prev), "%s", t_id(&r));
+	}
+	t_res_clear(&r);
+}
+
+static void test_submit_invalid(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	static const struct {
+		const char *in, *why;
+	} bad[] = {
+	        {"{\"payload\": {}}", "type"},
+	        {"{\"type\": \"Gas\", \"payload\": {}}", "type"},
+	        {"{\"type\": \"a b\", \"payload\": {}}", "type"},
+	        {"{\"type\": "
+	         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", "
+	         "\"payload\": {}}",
+	         "type"},
+	        {"{\"type\": \"x\"}", "payload"},
+	        {"{\"type\": \"x\", \"payload\": [1]}", "payload"},
+	        {"{\"type\": \"x\", \"payload\": {\"a\": 1}, \"pii\": [\"b\"]}", "not a key"},
+	        {"{\"type\": \"x\", \"payload\": {\"a\": 1}, \"pii\": \"a\"}", "pii"},
+	        {"{\"type\": \"x\", \"payload\": {\"a\": 1}, \"pii\": [1]}", "pii[0]"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"blobs\": [\"abc\"]}", "blobs[0]"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"blobs\": "
+	         "[\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"]}",
+	         "no blob"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"flow\": \"a/b\"}", "flow"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"flow\": \"\"}", "flow"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"final\": 1}", "final"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"txn_id\": \"a b\"}", "txn_id"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"txn_id\": 5}", "txn_id"},
+	        {"{\"type\": \"x\", \"payload\": {}, \"colour\": 5}", "unknown key 'colour'"},
+	};
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(t_submit(bad[i].in, &r), STORE_EINVAL);
+		if (!strstr(r.why, bad[i].why))
+			fail_msg("%s: '%s' does not mention '%s'", bad[i].in, r.why, bad[i].why);
+		assert_null(r.txn);
+	}
+	/* payload over 256 KiB serialised */
+	size_t big = 256 * 1024;
+	char *text = malloc(big + 100);
+	assert_non_null(text);
+	int n = snprintf(text, big + 100, "{\"type\": \"x\", \"payload\": {\"a\": \"");
+	memset(text + n, 'x', big);
+	strcpy(text + n + big, "\"}}");
+	assert_int_equal(t_submit(text, &r), STORE_EINVAL);
+	assert_non_null(strstr(r.why, "at most"));
+	/* just under the limit is fine */
+	strcpy(text + n + big - 40, "\"}}");
+	assert_int_equal(t_submit(text, &r), STORE_OK);
+	free(text);
+	/* nothing but the last one was stored */
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM transactions"), 1);
+	sqlite3_close(db);
+	t_res_clear(&r);
+}
+
+static void test_pii_without_key(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {\"card\": \"1\"}, \"pii\": "
+	                          "[\"card\"]}",
+	                          &r),
+	                 STORE_ENOKEY);
+	assert_string_equal(r.why, "no encryption key configured for personal data");
+	/* without personal data it is fine */
+	assert_int_equal(
+	        t_submit("{\"type\": \"x\", \"payload\": {\"card\": \"1\"}, \"pii\": []}", &r),
+	        STORE_OK);
+	t_res_clear(&r);
+}
+
+/* ---- idempotency ---- */
+
+static void test_idempotent_txn_id(void **state)
+{
+	(void)state;
+	struct t_res r = {0}, r2 = {0};
+	const char *a = "{\"type\": \"gas.topup\", \"txn_id\": \"ui:0001\", \"payload\": "
+	                "{\"card\": \"C-42\", \"amount\": 5}, \"pii\": [\"card\"]}";
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(t_submit(a, &r), STORE_OK);
+	assert_string_equal(t_id(&r), "ui:0001");
+	/* again: the same row, its current state */
+	assert_int_equal(t_submit(a, &r), STORE_OK);
+	assert_string_equal(t_id(&r), "ui:0001");
+	assert_string_equal(json_string_value(json_object_get(r.txn, "state")), "queued");
+	/* key order does not matter */
+	assert_int_equal(t_submit("{\"type\": \"gas.topup\", \"txn_id\": \"ui:0001\", \"pii\": "
+	                          "[\"card\"], \"payload\": {\"amount\": 5, \"card\": \"C-42\"}}",
+	                          &r),
+	                 STORE_OK);
+	/* different content */
+	assert_int_equal(t_submit("{\"type\": \"gas.topup\", \"txn_id\": \"ui:0001\", "
+	                          "\"payload\": {\"card\": \"C-42\", \"amount\": 6}, \"pii\": "
+	                          "[\"card\"]}",
+	                          &r),
+	                 STORE_EINVAL);
+	assert_string_equal(r.why, "txn_id ui:0001 already used for a different transaction");
+	assert_int_equal(t_submit("{\"type\": \"gas.other\", \"txn_id\": \"ui:0001\", "
+	                          "\"payload\": {\"card\": \"C-42\", \"amount\": 5}}",
+	                          &r),
+	                 STORE_EINVAL);
+
+	/* after delivery it answers delivered */
+	struct store_batch b;
+	assert_int_equal(store_take_batch("ep", "K", 10, &b), 0);
+	assert_int_equal(b.n, 1);
+	store_report(b.ids[0], OUT_DELIVERED, NULL);
+	store_batch_free(&b);
+	assert_int_equal(t_submit(a, &r), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(r.txn, "state")), "delivered");
+
+	/* twice in the same turn: both answered, one row */
+	json_t *in = json_loads("{\"type\": \"x\", \"txn_id\": \"same-turn\", \"payload\": {}}", 0,
+	                        NULL);
+	t_res_clear(&r);
+	store_submit(in, "ep", t_done, &r);
+	store_submit(in, "ep", t_done, &r2);
+	json_decref(in);
+	t_spin(&r2.called, 1);
+	assert_int_equal(r.called, 1);
+	assert_int_equal(r.err, STORE_OK);
+	assert_int_equal(r2.err, STORE_OK);
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM transactions"), 2);
+	sqlite3_close(db);
+	t_res_clear(&r);
+	t_res_clear(&r2);
+}
+
+/* ---- group commit ---- */
+
+static int sock_submits;
+static struct t_res sock_res[16];
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[16];
+	struct t_res *r = arg;
+	(void)what;
+	assert_int_equal(read(fd, buf, sizeof(buf)), 1);
+	json_t *in =
+	        json_pack("{s:s, s:{s:i}}", "type", "bench.x", "payload", "n", (int)(r - sock_res));
+	store_submit(in, "ep", t_done, r);
+	json_decref(in);
+	sock_submits++;
+}
+
+static void test_group_commit(void **state)
+{
+	(void)state;
+	struct t_res r[16] = {{0}};
+	int sv[16][2];
+	struct event *ev[16];
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	/* submissions made in one turn outside the loop: one commit */
+	unsigned long c0 = store_commit_count();
+	for (int i = 0; i < 16; i++) {
+		json_t *in = json_pack("{s:s, s:{}}", "type", "x", "payload");
+		store_submit(in, "ep", t_done, &r[i]);
+		json_decref(in);
+	}
+	t_spin(&r[15].called, 1);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(r[i].called, 1);
+		assert_int_equal(r[i].err, STORE_OK);
+		assert_int_equal(r[i].commits, c0 + 1);
+		t_res_clear(&r[i]);
+	}
+	assert_int_equal(store_commit_count(), c0 + 1);
+
+	/* the real case: 16 sockets readable in the same turn, each
+	 * callback submits; the commit event runs after all of them */
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+		ev[i] = event_new(t_base, sv[i][0], EV_READ | EV_PERSIST, on_readable,
+		                  &sock_res[i]);
+		event_add(ev[i], NULL);
+	}
+	for (int round = 0; round < 5; round++) {
+		c0 = store_commit_count();
+		sock_submits = 0;
+		for (int i = 0; i < 16; i++) {
+			t_res_clear(&sock_res[i]);
+			assert_int_equal(write(sv[i][1], "x", 1), 1);
+		}
+		t_spin(&sock_res[15].called, 1);
+		for (int i = 0; i < 16; i++) {
+			t_spin(&sock_res[i].called, 1);
+			assert_int_equal(sock_res[i].err, STORE_OK);
+		}
+		assert_int_equal(sock_submits, 16);
+		assert_int_equal(store_commit_count(), c0 + 1);
+	}
+	for (int i = 0; i < 16; i++) {
+		event_free(ev[i]);
+		close(sv[i][0]);
+		close(sv[i][1]);
+		t_res_clear(&sock_res[i]);
+	}
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM transactions"), 16 * 6);
+	sqlite3_close(db);
+}
+
+/* done() runs only once the row is committed: another connection sees
+ * it from inside the callback */
+static int durable_checked;
+
+static void durable_done(void *arg, enum store_err err, const char *why, json_t *txn)
+{
+	(void)arg;
+	(void)why;
+	assert_int_equal(err, STORE_OK);
+	sqlite3 *db = t_raw();
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db, "SELECT count(*) FROM transactions WHERE id = ?", -1, &st, NULL);
+	sqlite3_bind_text(st, 1, json_string_value(json_object_get(txn, "txn_id")), -1,
+	                  SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	/* and the store is out of its transaction */
+	assert_true(sqlite3_get_autocommit(store_sqlite()));
+	durable_checked++;
+}
+
+static void test_done_after_commit(void **state)
+{
+	(void)state;
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	durable_checked = 0;
+	for (int i = 0; i < 8; i++) {
+		json_t *in = json_pack("{s:s, s:{s:i}}", "type", "x", "payload", "i", i);
+		store_submit(in, "ep", durable_done, NULL);
+		json_decref(in);
+	}
+	assert_int_equal(durable_checked, 0);
+	t_spin(&durable_checked, 8);
+}
+
+/* ---- states and delivery ---- */
+
+static void test_states_and_retry(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char ids[3][64], why[200];
+	struct store_batch b;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+		snprintf(ids[i], sizeof(ids[i]), "%s", t_id(&r));
+	}
+	assert_int_equal(store_pending("ep"), 3);
+	assert_int_equal(store_take_batch("ep", "K", 10, &b), 0);
+	assert_int_equal(b.n, 3);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(b.ids[i], ids[i]);
+	assert_int_equal(store_pending("ep"), 0);
+	json_t *t = store_get(ids[0]);
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "sending");
+	assert_int_equal(json_integer_value(json_object_get(t, "attempts")), 1);
+	json_decref(t);
+	/* nothing more to take while they are out */
+	struct store_batch b2;
+	assert_int_equal(store_take_batch("ep", "K", 10, &b2), 0);
+	assert_int_equal(b2.n, 0);
+	assert_null(b2.body);
+
+	store_report(ids[0], OUT_DELIVERED, NULL);
+	store_report(ids[1], OUT_FAILED, "card number unknown");
+	store_report(ids[2], OUT_RETRY, NULL);
+	store_batch_free(&b);
+	/* reports ride the next group commit */
+	unsigned long c0 = store_commit_count();
+	assert_int_equal(t_submit("{\"type\": \"y\", \"payload\": {}}", &r), STORE_OK);
+	assert_int_equal(store_commit_count(), c0 + 1);
+
+	t = store_get(ids[0]);
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "delivered");
+	assert_non_null(json_object_get(t, "delivered"));
+	json_decref(t);
+	t = store_get(ids[1]);
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "failed");
+	assert_string_equal(json_string_value(json_object_get(t, "reason")), "card number unknown");
+	json_decref(t);
+	t = store_get(ids[2]);
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "queued");
+	json_decref(t);
+	assert_int_equal(store_pending("ep"), 2);
+
+	json_t *c = store_counts();
+	assert_int_equal(json_integer_value(json_object_get(c, "queued")), 2);
+	assert_int_equal(json_integer_value(json_object_get(c, "sending")), 0);
+	assert_int_equal(json_integer_value(json_object_get(c, "delivered")), 1);
+	assert_int_equal(json_integer_value(json_object_get(c, "failed")), 1);
+	assert_true(json_is_integer(json_object_get(c, "oldest_queued_s")));
+	json_decref(c);
+
+	/* retry: only a failed one */
+	assert_int_equal(store_retry(ids[0], why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "delivered, not failed"));
+	assert_int_equal(store_retry("nope", why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "no transaction nope"));
+	assert_int_equal(store_retry(ids[1], why, sizeof(why)), 0);
+	t = store_get(ids[1]);
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "queued");
+	assert_null(json_object_get(t, "reason"));
+	json_decref(t);
+	assert_int_equal(store_pending("ep"), 3);
+	assert_int_equal(store_pending("other"), 0);
+
+	/* the pending count agrees with the table after all that */
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM transactions WHERE state = "
+	                               "'queued' AND endpoint = 'ep'"),
+	                 3);
+	sqlite3_close(db);
+	/* nothing is ever deleted */
+	c = store_counts();
+	assert_int_equal(json_integer_value(json_object_get(c, "queued")) +
+	                         json_integer_value(json_object_get(c, "delivered")),
+	                 4);
+	json_decref(c);
+	t_res_clear(&r);
+}
+
+static void test_no_route(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	json_t *in = json_loads("{\"type\": \"x\", \"payload\": {}}", 0, NULL);
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	store_submit(in, NULL, t_done, &r);
+	json_decref(in);
+	t_spin(&r.called, 1);
+	assert_int_equal(r.err, STORE_OK);
+	assert_true(json_is_null(json_object_get(r.txn, "endpoint")) ||
+	            !json_object_get(r.txn, "endpoint"));
+	assert_int_equal(store_pending(NULL), 1);
+	assert_int_equal(store_pending("ep"), 0);
+	/* the next start routes it (the configuration routes * to ep) */
+	store_close();
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(store_pending(NULL), 0);
+	assert_int_equal(store_pending("ep"), 1);
+	t_res_clear(&r);
+}
+
+static void test_batch_body(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char blob[BLOB_ID_SIZE], text[1024], id1[64];
+	struct store_batch b;
+	static const unsigned char png[] = {0x89, 'P', 'N', 'G', 0, 1, 2, 3, 0xff};
+
+	assert_int_equal(blob_put(png, sizeof(png), blob), 0);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	snprintf(text, sizeof(text),
+	         "{\"type\": \"gas.topup\", \"flow\": \"f-1\", \"final\": false, \"payload\": "
+	         "{\"card\": \"1234567890\", \"amount_fen\": 5000, \"order\": \"P-778812\"}, "
+	         "\"pii\": [\"card\"], \"blobs\": [{\"id\": \"%s\", \"mime\": \"image/png\"}]}",
+	         blob);
+	assert_int_equal(t_submit(text, &r), STORE_OK);
+	snprintf(id1, sizeof(id1), "%s", t_id(&r));
+	assert_int_equal(t_submit("{\"type\": \"gas.card_written\", \"payload\": {\"n\": 1}}", &r),
+	                 STORE_OK);
+	/* another endpoint's row is not in this batch */
+	json_t *in = json_loads("{\"type\": \"health\", \"payload\": {}}", 0, NULL);
+	struct t_res r3 = {0};
+	store_submit(in, "fleet", t_done, &r3);
+	json_decref(in);
+	t_spin(&r3.called, 1);
+
+	assert_int_equal(store_take_batch("ep", "K0001", 16, &b), 0);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(b.len, strlen(b.body));
+	json_error_t e;
+	json_t *body = json_loads(b.body, 0, &e);
+	assert_non_null(body);
+	assert_int_equal(json_object_size(body), 2);
+	assert_string_equal(json_string_value(json_object_get(body, "kiosk")), "K0001");
+	json_t *txns = json_object_get(body, "transactions");
+	assert_int_equal(json_array_size(txns), 2);
+	json_t *t0 = json_array_get(txns, 0), *t1 = json_array_get(txns, 1);
+	assert_string_equal(json_string_value(json_object_get(t0, "id")), id1);
+	assert_string_equal(json_string_value(json_object_get(t0, "id")), b.ids[0]);
+	assert_string_equal(json_string_value(json_object_get(t0, "type")), "gas.topup");
+	assert_int_equal(strlen(json_string_value(json_object_get(t0, "created"))), 24);
+	assert_string_equal(json_string_value(json_object_get(t0, "flow")), "f-1");
+	assert_true(json_is_false(json_object_get(t0, "final")));
+	json_t *p = json_object_get(t0, "payload");
+	/* personal data decrypted for the endpoint */
+	assert_string_equal(json_string_value(json_object_get(p, "card")), "1234567890");
+	assert_int_equal(json_integer_value(json_object_get(p, "amount_fen")), 5000);
+	json_t *bl = json_array_get(json_object_get(t0, "blobs"), 0);
+	assert_string_equal(json_string_value(json_object_get(bl, "id")), blob);
+	assert_string_equal(json_string_value(json_object_get(bl, "mime")), "image/png");
+	assert_int_equal(json_integer_value(json_object_get(bl, "size")), sizeof(png));
+	const char *data = json_string_value(json_object_get(bl, "data"));
+	size_t len;
+	unsigned char *raw = crypt_unb64(data, strlen(data), &len);
+	assert_int_equal(len, sizeof(png));
+	assert_memory_equal(raw, png, sizeof(png));
+	free(raw);
+	assert_int_equal(json_object_size(t0), 7);
+	/* flow, final and blobs only when set */
+	assert_null(json_object_get(t1, "flow"));
+	assert_null(json_object_get(t1, "final"));
+	assert_null(json_object_get(t1, "blobs"));
+	assert_int_equal(json_object_size(t1), 4);
+	json_decref(body);
+	store_batch_free(&b);
+
+	assert_int_equal(store_take_batch("fleet", "K0001", 16, &b), 0);
+	assert_int_equal(b.n, 1);
+	store_batch_free(&b);
+	t_res_clear(&r);
+	t_res_clear(&r3);
+}
+
+static void test_batch_missing_blob(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char blob[BLOB_ID_SIZE], text[512], bad[64];
+	struct store_batch b;
+
+	assert_int_equal(blob_put("scan", 4, blob), 0);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	snprintf(text, sizeof(text), "{\"type\": \"x\", \"payload\": {}, \"blobs\": [\"%s\"]}",
+	         blob);
+	assert_int_equal(t_submit(text, &r), STORE_OK);
+	snprintf(bad, sizeof(bad), "%s", t_id(&r));
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+	assert_int_equal(blob_remove(blob), 0);
+	/* the one that cannot be built fails here, the rest goes */
+	assert_int_equal(store_take_batch("ep", "K", 16, &b), 0);
+	assert_int_equal(b.n, 1);
+	assert_string_equal(b.ids[0], t_id(&r));
+	store_batch_free(&b);
+	json_t *t = store_get(bad);
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(t, "reason")), "missing"));
+	json_decref(t);
+	t_res_clear(&r);
+}
+
+/* ---- flows ---- */
+
+static void test_flows(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char why[200];
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(
+	        t_submit("{\"type\": \"gas.topup\", \"flow\": \"f1\", \"payload\": {}}", &r),
+	        STORE_OK);
+	assert_int_equal(
+	        t_submit("{\"type\": \"gas.topup\", \"flow\": \"f2\", \"payload\": {}}", &r),
+	        STORE_OK);
+	assert_int_equal(t_submit("{\"type\": \"gas.card_written\", \"flow\": \"f2\", \"final\": "
+	                          "true, \"payload\": {}}",
+	                          &r),
+	                 STORE_OK);
+	assert_int_equal(t_submit("{\"type\": \"print.receipt\", \"flow\": \"f1\", \"payload\": "
+	                          "{}}",
+	                          &r),
+	                 STORE_OK);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+	/* across a restart, as at daemon start */
+	store_close();
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	json_t *f = store_unfinished_flows();
+	assert_int_equal(json_array_size(f), 1);
+	json_t *f1 = json_array_get(f, 0);
+	assert_string_equal(json_string_value(json_object_get(f1, "flow")), "f1");
+	json_t *types = json_object_get(f1, "types");
+	assert_int_equal(json_array_size(types), 2);
+	assert_string_equal(json_string_value(json_array_get(types, 0)), "gas.topup");
+	assert_int_equal(json_array_size(json_object_get(f1, "txns")), 2);
+	assert_non_null(json_string_value(json_object_get(f1, "first")));
+	assert_non_null(json_string_value(json_object_get(f1, "last")));
+	json_decref(f);
+
+	json_t *filter = json_pack("{s:b}", "unfinished", 1);
+	json_t *l = store_list(filter, why, sizeof(why));
+	assert_non_null(l);
+	assert_int_equal(json_array_size(l), 2);
+	json_decref(l);
+	json_decref(filter);
+
+	/* the final one closes it */
+	assert_int_equal(t_submit("{\"type\": \"gas.card_written\", \"flow\": \"f1\", \"final\": "
+	                          "true, \"payload\": {}}",
+	                          &r),
+	                 STORE_OK);
+	f = store_unfinished_flows();
+	assert_int_equal(json_array_size(f), 0);
+	json_decref(f);
+	t_res_clear(&r);
+}
+
+/* ---- list ---- */
+
+static void test_list(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char why[200], ids[30][64];
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	for (int i = 0; i < 30; i++) {
+		assert_int_equal(t_submit(i % 3 ? "{\"type\": \"gas.topup\", \"payload\": {}}"
+		                                : "{\"type\": \"water.topup\", \"flow\": \"w\", "
+		                                  "\"payload\": {}}",
+		                          &r),
+		                 STORE_OK);
+		snprintf(ids[i], sizeof(ids[i]), "%s", t_id(&r));
+	}
+	json_t *l = store_list(NULL, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 30);
+	/* newest first, summaries */
+	assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "txn_id")),
+	                    ids[29]);
+	assert_null(json_object_get(json_array_get(l, 0), "payload"));
+	json_decref(l);
+
+	json_t *f = json_pack("{s:s}", "type", "gas.*");
+	l = store_list(f, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 20);
+	json_decref(l);
+	json_decref(f);
+	f = json_pack("{s:s}", "flow", "w");
+	l = store_list(f, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 10);
+	json_decref(l);
+	json_decref(f);
+	f = json_pack("{s:s, s:s}", "state", "queued", "type", "water.topup");
+	l = store_list(f, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 10);
+	json_decref(l);
+	json_decref(f);
+	f = json_pack("{s:s}", "state", "delivered");
+	l = store_list(f, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 0);
+	json_decref(l);
+	json_decref(f);
+
+	/* paging */
+	char before[64] = "";
+	int seen = 0;
+	for (int page = 0; page < 5; page++) {
+		f = before[0] ? json_pack("{s:i, s:s}", "limit", 7, "before", before)
+		              : json_pack("{s:i}", "limit", 7);
+		l = store_list(f, why, sizeof(why));
+		assert_non_null(l);
+		for (size_t i = 0; i < json_array_size(l); i++) {
+			const char *id =
+			        json_string_value(json_object_get(json_array_get(l, i), "txn_id"));
+			assert_string_equal(id, ids[29 - seen]);
+			seen++;
+		}
+		if (json_array_size(l))
+			snprintf(before, sizeof(before), "%s",
+			         json_string_value(json_object_get(
+			                 json_array_get(l, json_array_size(l) - 1), "txn_id")));
+		json_decref(l);
+		json_decref(f);
+	}
+	assert_int_equal(seen, 30);
+
+	/* time filters: RFC 3339 and epoch ms */
+	f = json_pack("{s:s}", "since", "2000-01-01T00:00:00Z");
+	l = store_list(f, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 30);
+	json_decref(l);
+	json_decref(f);
+	f = json_pack("{s:s}", "until", "2000-01-01T00:00:00.000+08:00");
+	l = store_list(f, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 0);
+	json_decref(l);
+	json_decref(f);
+	f = json_pack("{s:I}", "since", (json_int_t)4102444800000LL); /* 2100 */
+	l = store_list(f, why, sizeof(why));
+	assert_int_equal(json_array_size(l), 0);
+	json_decref(l);
+	json_decref(f);
+
+	/* bad filters */
+	static const char *const bad[] = {
+	        "{\"state\": \"lost\"}",      "{\"limit\": 0}",         "{\"limit\": 1001}",
+	        "{\"since\": \"yesterday\"}", "{\"before\": \"nope\"}", "{\"colour\": 1}",
+	        "{\"type\": \"a b\"}",        "{\"unfinished\": 1}",    "{\"flow\": 3}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f = json_loads(bad[i], 0, NULL);
+		why[0] = 0;
+		assert_null(store_list(f, why, sizeof(why)));
+		assert_true(why[0] != 0);
+		json_decref(f);
+	}
+	t_res_clear(&r);
+}
+
+/* ---- audit ---- */
+
+static void test_audit(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	unsigned long c0 = store_commit_count();
+	store_audit("card0", "cardreader.read", "f1", NULL, "ok", NULL);
+	store_audit("printer0", "printer.print", "f1", "TXN1", "error", "paper_out");
+	json_t *in = json_loads("{\"type\": \"x\", \"payload\": {}}", 0, NULL);
+	store_submit(in, "ep", t_done, &r);
+	json_decref(in);
+	t_spin(&r.called, 1);
+	/* one commit for both */
+	assert_int_equal(store_commit_count(), c0 + 1);
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM audit"), 2);
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM audit WHERE device = 'printer0' AND "
+	                               "cmd = 'printer.print' AND flow = 'f1' AND txn = 'TXN1' "
+	                               "AND outcome = 'error' AND detail = 'paper_out' AND ts > 0"),
+	                 1);
+	sqlite3_close(db);
+	/* on its own it is committed at the end of the turn too */
+	store_audit("locker0", "locker.open", NULL, NULL, "ok", NULL);
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+	db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM audit"), 3);
+	sqlite3_close(db);
+	t_res_clear(&r);
+}
+
+/* ---- crash recovery ---- */
+
+static void test_sending_requeued(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	struct store_batch b;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+	store_close();
+
+	/* a child takes a batch and dies mid-delivery */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct event_base *base = event_base_new();
+		if (store_open(base, &t_conf) < 0 || store_take_batch("ep", "K", 3, &b) < 0 ||
+		    b.n != 3)
+			_exit(1);
+		_exit(0); /* no close, no reports: like kill -9 */
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM transactions WHERE state = "
+	                               "'sending'"),
+	                 3);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	json_t *c = store_counts();
+	assert_int_equal(json_integer_value(json_object_get(c, "queued")), 5);
+	assert_int_equal(json_integer_value(json_object_get(c, "sending")), 0);
+	json_decref(c);
+	assert_int_equal(store_take_batch("ep", "K", 10, &b), 0);
+	assert_int_equal(b.n, 5);
+	store_batch_free(&b);
+	t_res_clear(&r);
+}
+
+/* ---- schema versions ---- */
+
+static void test_migrate_v0(void **state)
+{
+	(void)state;
+	sqlite3 *db;
+	struct t_res r = {0};
+
+	/* an empty file and an empty database (user_version 0) */
+	for (int round = 0; round < 2; round++) {
+		unlink(t_db);
+		if (round == 0) {
+			close(open(t_db, O_WRONLY | O_CREAT, 0600));
+		} else {
+			assert_int_equal(sqlite3_open(t_db, &db), SQLITE_OK);
+			assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 0; VACUUM", NULL,
+			                              NULL, NULL),
+			                 SQLITE_OK);
+			sqlite3_close(db);
+		}
+		assert_int_equal(store_open(t_base, &t_conf), 0);
+		assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+		db = t_raw();
+		assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 1);
+		assert_int_equal(t_raw_int(db, "SELECT count(*) FROM meta WHERE key = "
+		                               "'migrated_v1'"),
+		                 1);
+		sqlite3_close(db);
+		store_close();
+		/* and it is not migrated twice */
+		assert_int_equal(store_open(t_base, &t_conf), 0);
+		store_close();
+	}
+	t_res_clear(&r);
+}
+
+static void test_future_version_refused(void **state)
+{
+	(void)state;
+	sqlite3 *db;
+	char path[PATH_MAX + 64];
+	glob_t g;
+
+	assert_int_equal(sqlite3_open(t_db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "CREATE TABLE future (x); PRAGMA user_version = 7; "
+	                              "INSERT INTO future VALUES (42)",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	/* the message says why, on stderr */
+	snprintf(path, sizeof(path), "%s/stderr", t_dir);
+	fflush(stderr);
+	int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	log_setlevel(LOG_ERR);
+	int rc = store_open(t_base, &t_conf);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	log_setlevel(LOG_CRIT);
+	assert_int_equal(rc, -1);
+	assert_true(t_file_has(path, "schema version 7 is newer than this kioskd knows (1)"));
+	/* left as it was: not moved aside, not changed */
+	snprintf(path, sizeof(path), "%s.corrupt-*", t_db);
+	assert_int_equal(glob(path, 0, NULL, &g), GLOB_NOMATCH);
+	db = t_raw();
+	assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 7);
+	assert_int_equal(t_raw_int(db, "SELECT x FROM future"), 42);
+	sqlite3_close(db);
+}
+
+/* ---- corruption ---- */
+
+/* Open with stderr captured; the quarantined path it reported. */
+static void open_corrupt(const char *expect_kind)
+{
+	char path[PATH_MAX + 64];
+	glob_t g;
+	struct t_res r = {0};
+
+	snprintf(path, sizeof(path), "%s/stderr", t_dir);
+	fflush(stderr);
+	int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	int rc = store_open(t_base, &t_conf);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	assert_int_equal(rc, 0);
+	assert_true(t_file_has(path, " crit: store "));
+	assert_true(t_file_has(path, expect_kind));
+	/* moved aside, named in the message */
+	snprintf(path, sizeof(path), "%s.corrupt-*", t_db);
+	assert_int_equal(glob(path, 0, NULL, &g), 0);
+	int found = 0;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		char *p = g.gl_pathv[i];
+		size_t n = strlen(p);
+		if (n > 4 && (!strcmp(p + n - 4, "-wal") || !strcmp(p + n - 4, "-shm")))
+			continue;
+		char err[PATH_MAX + 64];
+		snprintf(err, sizeof(err), "%s/stderr", t_dir);
+		assert_true(t_file_has(err, p));
+		found++;
+	}
+	assert_int_equal(found, 1);
+	globfree(&g);
+	/* a fresh, working store */
+	json_t *c = store_counts();
+	assert_int_equal(json_integer_value(json_object_get(c, "queued")), 0);
+	json_decref(c);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+	t_res_clear(&r);
+	store_close();
+}
+
+static void test_corrupt_garbage(void **state)
+{
+	(void)state;
+	unsigned char junk[8192];
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 131 + 7);
+	int fd = open(t_db, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	close(fd);
+	open_corrupt("not a database");
+	/* the quarantined file is the garbage, unchanged */
+	char path[PATH_MAX + 64];
+	glob_t g;
+	snprintf(path, sizeof(path), "%s.corrupt-*", t_db);
+	assert_int_equal(glob(path, 0, NULL, &g), 0);
+	char *kept = t_slurp(g.gl_pathv[0], &len);
+	assert_int_equal(len, sizeof(junk));
+	assert_memory_equal(kept, junk, sizeof(junk));
+	free(kept);
+	globfree(&g);
+}
+
+/* A real store with rows, closed (so everything is in the main file). */
+static void fill_and_close(int rows)
+{
+	struct t_res r = {0};
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	for (int i = 0; i < rows; i++) {
+		json_t *in = json_pack("{s:s, s:{s:i, s:s}}", "type", "x", "payload", "i", i, "pad",
+		                       "................................................");
+		store_submit(in, "ep", t_done, &r);
+		json_decref(in);
+	}
+	t_spin(&r.called, rows);
+	t_res_clear(&r);
+	store_close();
+}
+
+static void test_corrupt_page(void **state)
+{
+	(void)state;
+	unsigned char junk[4096];
+	struct stat st;
+
+	fill_and_close(500);
+	assert_int_equal(stat(t_db, &st), 0);
+	assert_true(st.st_size > 10 * 4096);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 53 + 1);
+	int fd = open(t_db, O_WRONLY);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 4 * 4096), (ssize_t)sizeof(junk));
+	close(fd);
+	open_corrupt("quick_check");
+}
+
+static void test_corrupt_truncated(void **state)
+{
+	(void)state;
+	struct stat st;
+
+	fill_and_close(500);
+	assert_int_equal(stat(t_db, &st), 0);
+	assert_int_equal(truncate(t_db, st.st_size / 2), 0);
+	open_corrupt("corrupt");
+}
+
+static void test_corrupt_header(void **state)
+{
+	(void)state;
+	fill_and_close(50);
+	int fd = open(t_db, O_WRONLY);
+	assert_int_equal(pwrite(fd, "this is no sqlite header!", 25, 0), 25);
+	close(fd);
+	open_corrupt("not a database");
+}
+
+/* ---- disk full ---- */
+
+static void test_disk_full(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char keep[20][64], text[8192];
+	int n = 0, full = 0;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {\"keep\": true}}", &r),
+		                 STORE_OK);
+		snprintf(keep[i], sizeof(keep[i]), "%s", t_id(&r));
+	}
+	long long pages = t_raw_int(store_sqlite(), "PRAGMA page_count");
+	char sql[80];
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", pages + 8);
+	t_raw_int(store_sqlite(), sql);
+	/* fill it up: SQLITE_FULL, reported as storage full */
+	memset(text, 0, sizeof(text));
+	int len = snprintf(text, sizeof(text), "{\"type\": \"x\", \"payload\": {\"big\": \"");
+	memset(text + len, 'b', 3000);
+	strcat(text, "\"}}");
+	for (n = 0; n < 200 && !full; n++) {
+		enum store_err e = t_submit(text, &r);
+		assert_true(e == STORE_OK || e == STORE_EFULL);
+		full = e == STORE_EFULL;
+	}
+	assert_true(full);
+	assert_true(n > 1);
+	assert_non_null(strstr(r.why, "storage full: "));
+	assert_null(r.txn);
+	/* several in one group: every one of them gets the error */
+	struct t_res g[4] = {{0}};
+	json_t *in = json_loads(text, 0, NULL);
+	for (int i = 0; i < 4; i++)
+		store_submit(in, "ep", t_done, &g[i]);
+	json_decref(in);
+	t_spin(&g[3].called, 1);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(g[i].called, 1);
+		assert_int_equal(g[i].err, STORE_EFULL);
+		assert_non_null(strstr(g[i].why, "storage full: "));
+		assert_null(g[i].txn);
+		t_res_clear(&g[i]);
+	}
+	/* still full, still answered; audit rows wait */
+	store_audit("d", "c", NULL, NULL, "ok", NULL);
+	assert_int_equal(t_submit(text, &r), STORE_EFULL);
+	/* nothing committed is damaged */
+	for (int i = 0; i < 20; i++) {
+		json_t *t = store_get(keep[i]);
+		assert_non_null(t);
+		json_decref(t);
+	}
+	assert_string_equal((const char *)"ok", "ok");
+	sqlite3 *db = t_raw();
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	/* space comes back: the next submission just works */
+	t_raw_int(store_sqlite(), "PRAGMA max_page_count = 1073741823");
+	assert_int_equal(t_submit(text, &r), STORE_OK);
+	db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM audit"), 1);
+	sqlite3_close(db);
+	t_res_clear(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_open_schema, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_submit_get, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_submit_invalid, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_pii_without_key, t_setup_nokey, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_idempotent_txn_id, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_group_commit, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_done_after_commit, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_states_and_retry, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_no_route, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_batch_body, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_batch_missing_blob, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_flows, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_list, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_audit, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_sending_requeued, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_migrate_v0, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_future_version_refused, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_corrupt_garbage, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_corrupt_page, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_corrupt_truncated, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_corrupt_header, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_disk_full, t_setup, t_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
