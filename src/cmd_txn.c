@@ -128,7 +128,6 @@ void cmd_queue_retry(struct call *c)
 		reply_error(c->s, c->id, "bad_request", "queue.retry: %s", why);
 		return;
 	}
-	log_info("transaction %s queued again by an admin", id);
 	t = store_get(id);
 	const char *ep = json_string_value(json_object_get(t, "endpoint"));
 	if (ep)
