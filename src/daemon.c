@@ -9,6 +9,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "notify.h"
+#include "sync.h"
 
 struct event_base *daemon_base;
 struct conf *daemon_conf;
@@ -61,6 +62,11 @@ int daemon_reload(struct diag *diag, json_t *changed)
 	log_setlevel(c->log_level);
 	ipc_apply(c);
 	devices_apply(c, changed);
+	sync_apply(c);
+	if (strcmp(c->store_path, old->store_path) ||
+	    (c->store_key_file && (!old->store_key_file ||
+	                           strcmp(c->store_key_file, old->store_key_file))))
+		log_warnx("[store] changes take effect at the next restart");
 	conf_free(old);
 	log_info("configuration reloaded from %s", c->path);
 	notify_ready("running");

@@ -10,6 +10,7 @@
 #include "host.h"
 #include "log.h"
 #include "schema.h"
+#include "store.h"
 #include "util.h"
 
 static TAILQ_HEAD(, kiosk_dev) devices = TAILQ_HEAD_INITIALIZER(devices);
@@ -17,6 +18,15 @@ static TAILQ_HEAD(, kiosk_dev) devices = TAILQ_HEAD_INITIALIZER(devices);
 static const char *const state_names[] = {"opening", "ready", "busy", "offline", "failed"};
 
 static void device_run(struct kiosk_dev *d);
+
+/* The device lets go of r: journal what the command did, for the
+ * transaction or flow it served (docs/delivery.md). */
+static void device_release(struct kiosk_dev *d, struct kiosk_req *r)
+{
+	store_audit(d->name, r->cmd, r->flow, r->txn, *r->outcome ? r->outcome : "dropped",
+	            strcmp(r->outcome, "ok") ? r->detail : NULL);
+	req_release(r);
+}
 static void device_try_open(struct kiosk_dev *d);
 
 const char *device_name(const struct kiosk_dev *d)
@@ -67,7 +77,7 @@ static void fail_queue(struct kiosk_dev *d, const char *code, const char *why)
 	while ((r = TAILQ_FIRST(&d->queue))) {
 		TAILQ_REMOVE(&d->queue, r, d_entry);
 		req_fail(r, code, "%s: %s", d->name, why);
-		req_release(r);
+		device_release(d, r);
 	}
 }
 
@@ -107,7 +117,7 @@ static void device_close(struct kiosk_dev *d)
 	}
 	if ((r = d->running)) { /* the plugin is closed: nobody holds it now */
 		d->running = NULL;
-		req_release(r);
+		device_release(d, r);
 	}
 	d->priv = NULL;
 	device_release_resources(d);
@@ -373,7 +383,7 @@ void device_done(struct kiosk_dev *d, struct kiosk_req *r)
 		return; /* finished twice, or after the device was reset */
 	d->running = NULL;
 	evtimer_del(d->grace_ev);
-	req_release(r);
+	device_release(d, r);
 	if (d->state == DEV_BUSY)
 		set_state(d, DEV_READY, NULL);
 	device_run(d);
@@ -386,7 +396,7 @@ void devices_submit(struct kiosk_dev *d, struct kiosk_req *r)
 		return;
 	}
 	r->dev = d;
-	r->on_device = 1;
+	req_hold(r, devices_abort, d);
 	req_arm(r);
 	TAILQ_INSERT_TAIL(&d->queue, r, d_entry);
 	device_run(d);
@@ -401,7 +411,7 @@ void devices_abort(struct kiosk_req *r, const char *code)
 		TAILQ_REMOVE(&d->queue, r, d_entry);
 		req_fail(r, code, "%s: %s before it started", r->cmd,
 		         !strcmp(code, "timeout") ? "timed out" : "cancelled");
-		req_release(r);
+		device_release(d, r);
 		return;
 	}
 	if (!strcmp(code, "timeout"))

@@ -38,20 +38,35 @@ uint64_t events_last_seq(void)
 	return seq;
 }
 
-void events_publish(const char *topic, const char *device, json_t *data)
+static json_t *event_make(const char *topic, const char *device, json_t *data)
 {
 	char ts[40];
 	json_t *ev;
-	size_t len;
-	char buf[4096], *line;
 
 	daemon_timestamp(ts, sizeof(ts));
 	ev = json_pack("{s:s,s:I,s:s,s:o}", "event", topic, "seq", (json_int_t)++seq, "ts", ts,
 	               "data", data ? data : json_object());
+	if (ev && device) /* core events (no device) leave the key out */
+		json_object_set_new(ev, "device", json_string(device));
+	return ev;
+}
+
+void events_publish_to(struct session *s, const char *topic, const char *device, json_t *data)
+{
+	json_t *ev = event_make(topic, device, data);
+	if (ev)
+		session_send(s, ev);
+	json_decref(ev);
+}
+
+void events_publish(const char *topic, const char *device, json_t *data)
+{
+	json_t *ev = event_make(topic, device, data);
+	size_t len;
+	char buf[4096], *line;
+
 	if (!ev)
 		return;
-	if (device) /* core events (no device) leave the key out */
-		json_object_set_new(ev, "device", json_string(device));
 	/* serialise once, whatever the number of subscribers */
 	if ((line = json_line(ev, buf, sizeof(buf), &len))) {
 		ipc_broadcast(topic, line, len);

@@ -14,5 +14,8 @@ int events_match(json_t *patterns, const char *topic);
 /* A topic pattern is 1-64 of [a-z0-9_.*?-]; 0 when valid. */
 int events_pattern_check(const char *pattern);
 uint64_t events_last_seq(void);
+struct session;
+/* Publish to one session only (a replay for a new subscriber). */
+void events_publish_to(struct session *s, const char *topic, const char *device, json_t *data);
 
 #endif

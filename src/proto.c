@@ -12,18 +12,12 @@
 #include "log.h"
 #include "req.h"
 #include "schema.h"
+#include "store.h"
+#include "sync.h"
 
 #define MAX_TIMEOUT_MS 86400000
 #define MAX_TOPICS     32
 
-struct call {
-	struct session *s;
-	json_t *id;
-	const char *cmd;
-	const char *device; /* NULL when absent */
-	json_t *args;       /* an object, never NULL */
-	int timeout_ms;     /* 0 when absent */
-};
 
 static void cmd_hello(struct call *c)
 {
@@ -43,11 +37,12 @@ static void cmd_status(struct call *c)
 	/* status is the summary: drop the per-device capability lists */
 	json_array_foreach(devs, i, d) json_object_del(d, "capabilities");
 	reply_ok(c->s, c->id,
-	         json_pack("{s:{s:s,s:i,s:f,s:i,s:s,s:I},s:o,s:o,s:n,s:[]}", "daemon", "version",
+	         json_pack("{s:{s:s,s:i,s:f,s:i,s:s,s:I},s:o,s:o,s:o,s:o}", "daemon", "version",
 	                   KIOSKD_VERSION, "pid", (int)getpid(), "uptime_s", daemon_uptime(),
 	                   "clients", ipc_nclients(), "config", daemon_conf->path, "events_seq",
 	                   (json_int_t)events_last_seq(), "devices", devs, "device_states",
-	                   devices_state_counts(), "queue", "endpoints"));
+	                   devices_state_counts(), "queue", store_counts(), "endpoints",
+	                   sync_endpoints_json()));
 }
 
 static void cmd_devices_list(struct call *c)
@@ -112,6 +107,14 @@ static void cmd_subscribe(struct call *c)
 			json_array_append(mine, v);
 	}
 	reply_ok(c->s, c->id, json_pack("{s:O}", "topics", mine));
+	/* open flows were announced at start, before this client came: give
+	 * a new flow.* subscriber what it missed */
+	if (events_match(t, "flow.unfinished")) {
+		json_t *flows = store_unfinished_flows(), *f;
+		json_array_foreach(flows, i, f)
+			events_publish_to(c->s, "flow.unfinished", NULL, json_incref(f));
+		json_decref(flows);
+	}
 }
 
 static void cmd_unsubscribe(struct call *c)
@@ -142,8 +145,8 @@ static void cmd_cancel(struct call *c)
 	TAILQ_FOREACH(r, session_reqs(c->s), s_entry)
 	{
 		if (json_equal(r->id, target) && !r->answered) {
-			if (r->on_device)
-				devices_abort(r, "cancelled");
+			if (r->held && r->abort)
+				r->abort(r, "cancelled");
 			else
 				req_fail(r, "cancelled", "%s: cancelled", r->cmd);
 			reply_ok(c->s, c->id, json_pack("{s:b}", "cancelled", 1));
@@ -213,6 +216,14 @@ static const struct command {
         {"cancel", ROLE_UI, cmd_cancel},
         {"config.reload", ROLE_ADMIN, cmd_reload},
         {"sim.inject", ROLE_ADMIN, cmd_inject},
+        {"txn.submit", ROLE_UI, cmd_txn_submit},
+        {"txn.get", ROLE_UI, cmd_txn_get},
+        {"txn.list", ROLE_UI, cmd_txn_list},
+        {"queue.list", ROLE_ADMIN, cmd_queue_list},
+        {"queue.retry", ROLE_ADMIN, cmd_queue_retry},
+        {"sync.status", ROLE_UI, cmd_sync_status},
+        {"sync.kick", ROLE_ADMIN, cmd_sync_kick},
+        {"remote.call", ROLE_UI, cmd_remote_call},
 };
 
 static void device_command(struct call *c)
@@ -236,11 +247,29 @@ static void device_command(struct call *c)
 		reply_error(c->s, c->id, code, "%s", why);
 		return;
 	}
-	if (schema_check(spec, c->args, why, sizeof(why)) < 0) {
+	/* "flow" and "txn" may go with any device command: they link its
+	 * audit record to what it served; the plugin never sees them */
+	json_t *flow = json_object_get(c->args, "flow"), *txn = json_object_get(c->args, "txn");
+	json_t *args = c->args;
+	if ((flow && !json_is_string(flow)) || (txn && !json_is_string(txn))) {
+		reply_error(c->s, c->id, "bad_request", "%s: 'flow' and 'txn' must be strings",
+		            c->cmd);
+		return;
+	}
+	if (flow || txn) {
+		args = json_copy(c->args);
+		json_object_del(args, "flow");
+		json_object_del(args, "txn");
+	}
+	if (schema_check(spec, args, why, sizeof(why)) < 0) {
 		reply_error(c->s, c->id, "bad_request", "%s: %s", c->cmd, why);
+		if (args != c->args)
+			json_decref(args);
 		return;
 	}
 	if (!strcmp(spec->verb, "status")) {
+		if (args != c->args)
+			json_decref(args);
 		/* status never queues behind a running command: a UI polls it
 		 * while a wait or a print is in progress */
 		json_t *st = devices_status(d, why, sizeof(why));
@@ -250,12 +279,16 @@ static void device_command(struct call *c)
 			reply_error(c->s, c->id, "device_offline", "%s", why);
 		return;
 	}
-	struct kiosk_req *r = req_new(c->s, c->id, c->cmd, c->args,
+	struct kiosk_req *r = req_new(c->s, c->id, c->cmd, args,
 	                              c->timeout_ms ? c->timeout_ms : device_timeout_ms(d));
+	if (args != c->args)
+		json_decref(args);
 	if (!r) {
 		reply_error(c->s, c->id, "internal", "out of memory");
 		return;
 	}
+	r->flow = flow ? strdup(json_string_value(flow)) : NULL;
+	r->txn = txn ? strdup(json_string_value(txn)) : NULL;
 	devices_submit(d, r);
 }
 

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "daemon.h"
-#include "devices.h"
 #include "ipc.h"
 #include "util.h"
 
@@ -36,6 +35,9 @@ static void req_free(struct kiosk_req *r)
 	json_decref(r->id);
 	json_decref(r->args);
 	free(r->cmd);
+	free(r->flow);
+	free(r->txn);
+	free(r->detail);
 	free(r);
 }
 
@@ -44,8 +46,8 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	struct kiosk_req *r = arg;
 	(void)fd;
 	(void)what;
-	if (r->on_device)
-		devices_abort(r, "timeout");
+	if (r->held && r->abort)
+		r->abort(r, "timeout");
 	else
 		req_fail(r, "timeout", "%s: no answer within %d ms", r->cmd, r->timeout_ms);
 }
@@ -79,7 +81,7 @@ static void req_finish(struct kiosk_req *r, json_t *msg)
 		session_send(r->sess, msg);
 	json_decref(msg);
 	req_detach(r);
-	if (!r->on_device)
+	if (!r->held)
 		req_free(r);
 }
 
@@ -89,6 +91,7 @@ void req_reply(struct kiosk_req *r, json_t *result)
 		json_decref(result);
 		return;
 	}
+	snprintf(r->outcome, sizeof(r->outcome), "ok");
 	req_finish(r, json_pack("{s:O,s:b,s:o}", "id", r->id, "ok", 1, "result",
 	                        result ? result : json_object()));
 }
@@ -100,6 +103,9 @@ void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list a
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	utf8_sanitize(msg); /* else json_pack fails and no reply goes out */
+	snprintf(r->outcome, sizeof(r->outcome), "%s", code);
+	free(r->detail);
+	r->detail = strdup(msg);
 	req_finish(r, json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", r->id, "ok", 0, "error", "code",
 	                        code, "message", msg));
 }
@@ -124,9 +130,18 @@ void req_progress(struct kiosk_req *r, json_t *data)
 	}
 }
 
+void req_hold(struct kiosk_req *r, void (*abort)(struct kiosk_req *r, const char *code),
+              void *owner)
+{
+	r->held = 1;
+	r->abort = abort;
+	r->owner = owner;
+}
+
 void req_release(struct kiosk_req *r)
 {
-	r->on_device = 0;
+	r->held = 0;
+	r->abort = NULL;
 	r->running = 0;
 	if (r->answered)
 		req_free(r);
@@ -137,8 +152,11 @@ void req_orphan(struct kiosk_req *r)
 	req_detach(r);
 	if (r->answered)
 		return;
-	if (r->on_device) {
-		devices_abort(r, "cancelled"); /* frees the device for others */
+	if (r->held) {
+		if (r->abort)
+			r->abort(r, "cancelled"); /* e.g. frees the device for others */
+		else
+			r->answered = 1; /* the owner frees it when it lets go */
 		return;
 	}
 	r->answered = 1;

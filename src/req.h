@@ -21,10 +21,17 @@ struct kiosk_req {
 	const char *verb; /* points into cmd: the part after "<class>." */
 	json_t *args;
 	struct kiosk_dev *dev;
+	char *flow, *txn;   /* what a device command served (audit journal) */
+	char outcome[24];   /* "ok" or the error code of the final reply */
+	char *detail;       /* the error message, for the audit journal */
 	struct event *timer;
 	int timeout_ms;
+	/* Who holds the request besides its session (a device queue, the
+	 * store's group commit, a remote call) and how to stop it early. */
+	void (*abort)(struct kiosk_req *r, const char *code);
+	void *owner;
 	unsigned answered : 1;
-	unsigned on_device : 1; /* queued on or running in a device */
+	unsigned held : 1;      /* an owner still refers to it */
 	unsigned running : 1;   /* handed to the plugin */
 	unsigned cancelled : 1;
 };
@@ -40,7 +47,11 @@ void req_fail(struct kiosk_req *r, const char *code, const char *fmt, ...)
 void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list ap)
         __attribute__((format(printf, 3, 0)));
 void req_progress(struct kiosk_req *r, json_t *data);
-/* The device let go of it; frees it if already answered. */
+/* Mark r held by an owner that will call req_release; abort (may be NULL)
+ * stops the work early on timeout, cancel or disconnect. */
+void req_hold(struct kiosk_req *r, void (*abort)(struct kiosk_req *r, const char *code),
+              void *owner);
+/* The owner let go of it; frees it if already answered. */
 void req_release(struct kiosk_req *r);
 /* The client went away: nothing more is sent and a running command is
  * cancelled. */
