@@ -438,8 +438,11 @@ class State:
         if args.hmac_key:
             with open(args.hmac_key, "rb") as f:
                 raw = f.read()
-            # the file's bytes; a trailing newline is tolerated either way
-            self.hmac_keys = [raw] + ([raw.rstrip(b"\r\n")] if raw.rstrip(b"\r\n") != raw else [])
+            # the file's bytes less one trailing \n and then one \r, as kioskd
+            # reads it; the bytes as they are are accepted too
+            short = raw[:-1] if raw.endswith(b"\n") else raw
+            short = short[:-1] if short.endswith(b"\r") else short
+            self.hmac_keys = [short] + ([raw] if short != raw else [])
         self.strict = args.strict
         self.verbose = args.verbose
         self.paid_after = args.paid_after
@@ -751,7 +754,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.count_results(results)
                 code, ctype = 200, "application/json"
             else:
-                code, resp, extra = self.remote(sub, obj)
+                try:
+                    code, resp, extra = self.remote(sub, obj)
+                except (TypeError, ValueError) as e:
+                    code, resp, extra = 400, {"error": "bad request: %s" % e}, None
                 out, ctype = jdump(resp), "application/json"
                 if key is not None and 200 <= code < 300:
                     st.ledger.finish(key, h, sub, code, ctype, out)
@@ -854,6 +860,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(min(float(obj["sleep_ms"]), 600000) / 1000.0)
             if "fail" in obj:
                 code = int(obj["fail"])
+                if not 100 <= code <= 599:
+                    raise ValueError("fail must be an HTTP status")
                 extra = {"Retry-After": str(obj["retry_after"])} if "retry_after" in obj else None
                 return code, {"error": obj.get("error", "requested failure %d" % code)}, extra
         if sub == "/echo":

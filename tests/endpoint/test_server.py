@@ -452,6 +452,7 @@ def test_remote_calls(ep):
     assert st == 503 and h["Retry-After"] == "3"
     assert ep.post("/payment/qr", {"fail": 400, "error": "amount too small"})[2] == {"error": "amount too small"}
     assert ep.post("/no/such/call", {})[0] == 404
+    assert ep.post("/echo", {"fail": "soon"})[0] == 400 and ep.post("/echo", {"sleep_ms": "x"})[0] == 400
     assert ep.post("/eligibility", {"deny": "blocked card"})[2]["eligible"] is False
 
 
