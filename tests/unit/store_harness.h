@@ -174,15 +174,16 @@ static UNUSED long long t_raw_int(sqlite3 *db, const char *sql)
 /* Whole file in memory (NULL and *len 0 when it does not exist). */
 static UNUSED char *t_slurp(const char *path, size_t *len)
 {
-	FILE *fp = fopen(path, "rb");
+	struct stat st;
 	*len = 0;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return NULL;
+	FILE *fp = fopen(path, "rb");
 	if (!fp)
 		return NULL;
-	fseek(fp, 0, SEEK_END);
-	long n = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	*len = fread(buf, 1, (size_t)n, fp);
+	char *buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	*len = fread(buf, 1, (size_t)st.st_size, fp);
 	fclose(fp);
 	return buf;
 }
