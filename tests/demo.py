@@ -1,12 +1,17 @@
 #!/usr/bin/python3
 """make demo: a scripted kiosk session on simulators that a person can watch.
 
-Starts build/kioskd on conf/kioskd.conf (every device simulated) in a
-temporary directory, then walks through a resident's visit using kioskctl
-over the real sockets: a gas card is inserted and read, a receipt is
-printed, a locker door opens and closes, the cabinet overheats and the
-temperature alarm fires.  Events the daemon publishes are shown as they
-arrive.  DEMO_PACE (seconds between steps, default 0.8) sets the speed.
+Starts the reference HTTPS endpoint (tests/endpoint, certificates made on
+the spot) and build/kioskd on conf/kioskd.conf (every device simulated)
+plus a drop-in that routes gas.* to that endpoint, in a temporary
+directory.  Then it walks through a resident's visit using kioskctl over the
+real sockets: a gas card is read, paid for by QR code (remote.call), the
+top-up is stored durably (txn.submit), written to the card, the receipt is
+printed, and both transactions reach the endpoint -- then again with the
+endpoint down, showing the queue hold and drain when it returns.  A locker
+door opens and closes, the cabinet overheats and the temperature alarm
+fires.  Events are shown as they arrive.  DEMO_PACE (seconds between steps,
+default 0.8) sets the speed.
 """
 import argparse
 import json
@@ -18,6 +23,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "endpoint"))
+from endpoint import Endpoint  # noqa: E402  the reference endpoint
 
 PACE = float(os.environ.get("DEMO_PACE", "0.8"))
 TTY = sys.stdout.isatty()
@@ -38,7 +46,29 @@ class Demo:
         self.daemon = None
         self.watcher = None
 
+    def start_endpoint(self):
+        self.ep = Endpoint(os.path.join(self.tmp, "endpoint"), paid_after=1).start()
+        confdir = os.path.join(self.tmp, "etc")
+        os.makedirs(os.path.join(confdir, "conf.d"))
+        with open(self.conf) as f:
+            main = f.read()
+        self.conf = os.path.join(confdir, "kioskd.conf")
+        with open(self.conf, "w") as f:
+            f.write(main)
+        key = os.path.join(confdir, "store.key")
+        with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(os.urandom(32))
+        with open(os.path.join(confdir, "conf.d", "50-demo-endpoint.conf"), "w") as f:
+            f.write("# written by make demo: the local reference endpoint\n"
+                    "[daemon]\nkiosk_id = DEMO-0001\n\n[store]\nkey_file = %s\n\n" % key
+                    + self.ep.conf("gas", startup_delay_ms=0, backoff_min_ms=300,
+                                   backoff_max_ms=1500)
+                    + "\n[route]\ngas.* = gas\n")
+        print(style("2", f"reference endpoint on {self.ep.url} (mTLS, certificates in "
+                         f"{self.ep.certs_dir})"))
+
     def start(self):
+        self.start_endpoint()
         notify_path = os.path.join(self.tmp, "notify")
         ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         ns.bind(notify_path)
@@ -60,6 +90,8 @@ class Demo:
                          f"{(time.monotonic() - t0) * 1000:.0f} ms; log: {self.log.name}"))
 
     def stop(self):
+        if getattr(self, "ep", None):
+            self.ep.stop()
         if self.watcher:
             self.watcher.terminate()
             self.watcher.wait()
@@ -149,7 +181,8 @@ def main():
     try:
         d.step("The kiosk at rest: every device runs on a simulator")
         d.ctl("status")
-        d.watch(["cardreader.*", "printer.*", "locker.*", "sensor.alarm*", "sensor.door"])
+        d.watch(["cardreader.*", "printer.*", "locker.*", "sensor.alarm*", "sensor.door",
+                 "sync.*", "flow.*"])
 
         d.step("A resident inserts a gas IC card (simulated hardware event)")
         d.sim("card0", "insert", json.dumps({"card": {"type": "sle4442"}}))
@@ -161,11 +194,38 @@ def main():
         print(f"    card type {card['type']}, {len(card['data']) // 2} bytes read "
               "(card data is not logged by kioskd)")
 
-        d.step("Payment done: the purchase is written to the card and read back")
+        flow = "f-demo-0001"
+        d.step("Payment: the gas company's QR code, through the daemon's credentials")
+        qr = d.ctl("call", "remote.call", json.dumps(
+            {"endpoint": "gas", "path": "/payment/qr",
+             "body": {"amount_fen": 5000}}), parse=True, show=True)
+        order = qr["body"]["order"]
+        print(f"    show QR to the resident: {qr['body']['qr']}")
+        for i in range(10):
+            st = d.ctl("call", "remote.call", json.dumps(
+                {"endpoint": "gas", "path": "/payment/status", "body": {"order": order}}),
+                parse=True, show=(i == 0))
+            print(f"    payment {order}: {st['body']['status']}")
+            if st["body"]["status"] == "paid":
+                break
+            time.sleep(0.3)
+
+        d.step("Paid: the top-up is stored durably before anything else happens")
+        t1 = d.ctl("call", "txn.submit", json.dumps(
+            {"type": "gas.topup", "flow": flow, "pii": ["card"],
+             "payload": {"card": card["uid"], "order": order, "amount_fen": 5000}}),
+            parse=True, show=True)
+        print(f"    acknowledged only after fsync: {t1['txn_id']} ({t1['state']})")
+
+        d.step("The purchase is written to the card and read back")
         d.ctl("call", "cardreader.write", json.dumps({"offset": 32, "data": "0032000501"}))
         back = d.ctl("call", "cardreader.read", json.dumps({"offset": 32, "length": 5}),
                      show=False, parse=True)
         print(f"    read back: {back['data']}")
+        d.ctl("call", "txn.submit", json.dumps(
+            {"type": "gas.card_written", "flow": flow, "final": True,
+             "payload": {"order": order, "written": back["data"]}}), parse=True)
+        d.wait_event("sync.delivered")
 
         d.step("The receipt is printed (Chinese text; the simulator renders it as text)")
         res = d.ctl("call", "printer.print", json.dumps(receipt_blocks(), ensure_ascii=False), parse=True)
@@ -184,6 +244,40 @@ def main():
         d.step("...and the resident closes it again")
         d.sim("locker0", "close", json.dumps({"door": 7}))
         d.wait_event("locker.closed")
+
+        d.step("The gas company's endpoint is delivered to: both transactions, once each")
+        applied = d.ep.applied_ids()
+        print(f"    endpoint applied {len(applied)} transactions, each exactly "
+              f"{set(applied.values())} time(s)")
+
+        d.step("The network goes down: the next top-up is kept, not lost")
+        d.ep.down()
+        t3 = d.ctl("call", "txn.submit", json.dumps(
+            {"type": "gas.topup", "flow": "f-demo-0002", "payload": {"order": "P-offline",
+                                                                     "amount_fen": 2000}}),
+            parse=True, show=True)
+        d.ctl("call", "txn.submit", json.dumps(
+            {"type": "gas.card_written", "flow": "f-demo-0002", "final": True,
+             "payload": {"order": "P-offline"}}), parse=True)
+        time.sleep(max(PACE, 0.5))
+        q = d.ctl("call", "queue.list", json.dumps({"state": "queued"}), parse=True)
+        print(f"    queued: {q['counts']['queued']}, delivered: {q['counts']['delivered']}")
+        sy = d.ctl("call", "sync.status", parse=True, show=False)
+        e = sy["endpoints"][0]
+        print(f"    endpoint {e['name']}: {e['state']}"
+              + (f" ({e['last_error']})" if e.get("last_error") else ""))
+
+        d.step("The network is back: the queue drains by itself")
+        d.ep.up()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            q = d.ctl("call", "queue.list", parse=True, show=False)["counts"]
+            if q["queued"] == 0 and q["sending"] == 0:
+                break
+            time.sleep(0.2)
+        print(f"    queued: {q['queued']}, delivered: {q['delivered']}")
+        if q["queued"] or q["sending"] or t3["txn_id"] not in d.ep.applied_ids():
+            raise SystemExit("demo: the queue did not drain")
 
         d.step("The printer runs out of paper: a print is refused, not lost silently")
         d.sim("printer0", "paper_out")
