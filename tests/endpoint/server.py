@@ -1195,7 +1195,7 @@ def main(argv=None):
             f.write("\n")
         os.rename(tmp, args.port_file)
     print("endpoint: %s (control http://127.0.0.1:%d, pid %d)" % (info["url"], ctl.port, os.getpid()), flush=True)
-    while not done.wait(1.0):
+    while not done.wait(0.1):
         pass
     listener.down()
     csrv.shutdown()
