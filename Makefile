@@ -126,6 +126,7 @@ check: deps deps-test
 	@echo "make check: all suites passed"
 
 demo: deps all
+	@.ci/install-deps demo
 	$(PYTHON) tests/demo.py --build $(abspath $(BUILD))
 
 bench: deps
