@@ -53,7 +53,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/tests/bench/%)
 
-.PHONY: all demo check test unit system fuzz fuzz-smoke bench install clean deps deps-test \
+.PHONY: all demo check test unit system endpoint-test fuzz fuzz-smoke bench install clean deps deps-test \
         format lint
 
 all: deps $(BUILD)/kioskd $(BUILD)/kioskctl $(PLUGIN_SOS) links
@@ -116,9 +116,14 @@ system: tests
 
 test: unit system
 
+# The reference endpoint's own tests (Python only: run once, not per build).
+endpoint-test:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/endpoint
+
 # The whole suite twice: optimised, then under ASan+UBSan; then the fuzz smoke runs.
 check: deps deps-test
 	$(MAKE) lint
+	$(MAKE) endpoint-test
 	$(MAKE) BUILD=build test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(MAKE) SAN=1 test
