@@ -43,13 +43,27 @@ enum {
 	RC_DENIED = 5, /* not_permitted */
 };
 
+/* Long options without a short letter. */
+enum {
+	OPT_STATE = 0x100,
+	OPT_TYPE,
+	OPT_FLOW,
+	OPT_UNFINISHED,
+	OPT_LIMIT,
+	OPT_BEFORE,
+	OPT_NOW,
+};
+
 struct ctx {
 	const char *socket;
 	int json;
 	int timeout_ms; /* -1: no --timeout */
 	const char *device;
 	int follow;
-	int count; /* 0: not given */
+	int count;      /* 0: not given */
+	json_t *filter; /* queue list's options as queue.list args; NULL: none given */
+	int filter_opt; /* the first of them, for 'applies to queue list only' */
+	int now;
 	const struct command *cmd;
 	struct kclient *kc;
 	struct timespec start;
@@ -58,7 +72,6 @@ struct ctx {
 struct command {
 	const char *name;
 	const char *synopsis;
-	const char *extra; /* short letters of the command's own options */
 	int min_args, max_args;
 	int (*run)(struct ctx *c, int argc, char **argv);
 	const char *summary;
@@ -67,6 +80,7 @@ struct command {
 
 static const struct command *find_command(const char *name);
 static void print_usage(FILE *f);
+static const char *opt_name(int ch);
 
 /* ---- messages ---- */
 
@@ -180,11 +194,34 @@ static int request(struct ctx *c, const char *cmd, const char *device, json_t *a
 
 /* ---- output helpers ---- */
 
+static void die_oom(void);
+
+/* Indented JSON for people, one compact line for scripts.  jansson escapes
+ * C0 controls (as \u001B) but lets DEL and C1 (U+0080..U+009F, e.g. CSI)
+ * through; they can only sit inside strings, so for people they become \u
+ * escapes too: the text stays the same JSON and cannot drive a terminal. */
 static void print_json(json_t *v, int pretty)
 {
-	json_dumpf(v, stdout,
-	           pretty ? HUMAN_JSON | JSON_INDENT(2) : JSON_ENCODE_ANY | JSON_COMPACT);
+	const unsigned char *p;
+	char *s;
+
+	if (!pretty) {
+		json_dumpf(v, stdout, JSON_ENCODE_ANY | JSON_COMPACT);
+		putchar('\n');
+		return;
+	}
+	if (!(s = json_dumps(v, HUMAN_JSON | JSON_INDENT(2))))
+		die_oom();
+	for (p = (const unsigned char *)s; *p; p++) {
+		if (*p == 0x7f)
+			fputs("\\u007F", stdout);
+		else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			printf("\\u00%02X", *++p);
+		else
+			putchar(*p);
+	}
 	putchar('\n');
+	free(s);
 }
 
 /* Device names and reasons come from plugins: keep control characters
@@ -266,7 +303,7 @@ static char *value_text(json_t *v)
 		return join_array(v);
 	if (!(s = json_dumps(v, HUMAN_JSON | JSON_COMPACT)))
 		die_oom();
-	return s;
+	return sanitize(s);
 }
 
 /* Terminal columns of a string: wcwidth() in a multibyte locale (CJK
@@ -470,6 +507,20 @@ static void fmt_duration(long long s, char *buf, size_t len)
 		snprintf(buf, len, "%llds", sec);
 }
 
+/* Seconds the daemon sent as "4m 10s": whole ones, fractions cut or rounded
+ * up; nonsense (negative, NaN, centuries) cannot overflow the conversion. */
+static void fmt_seconds(json_t *v, int round_up, char *buf, size_t len)
+{
+	double secs = json_number_value(v);
+	long long n = 0;
+
+	if (secs > 1e12)
+		n = 1000000000000LL;
+	else if (secs > 0)
+		n = (long long)secs + (round_up && (double)(long long)secs < secs);
+	fmt_duration(n, buf, len);
+}
+
 /* Right-aligned labels, as systemctl status does. */
 static void label(const char *name, char *value)
 {
@@ -505,6 +556,30 @@ static char *counts_text(json_t *counts, int skip_zero)
 	return sanitize(buf);
 }
 
+/* The outbox counts of status, queue.list and sync.status: "3 queued,
+ * 0 sending, 120 delivered, 1 failed; oldest queued 4m 10s", "-" without a
+ * store. */
+static char *queue_text(json_t *counts)
+{
+	json_t *states, *oldest = json_object_get(counts, "oldest_queued_s");
+	char age[64], *text, *s;
+
+	if (!json_is_object(counts))
+		return xstrdup("-");
+	if (!(states = json_copy(counts)))
+		die_oom();
+	json_object_del(states, "oldest_queued_s");
+	text = counts_text(states, 0);
+	json_decref(states);
+	if (!json_is_number(oldest))
+		return text;
+	fmt_seconds(oldest, 0, age, sizeof(age));
+	if (asprintf(&s, "%s; oldest queued %s", text, age) < 0)
+		die_oom();
+	free(text);
+	return s;
+}
+
 /* "9 ready, 1 offline": devices per state, counted here so it matches the table. */
 static char *states_text(json_t *devices)
 {
@@ -537,7 +612,7 @@ static void print_daemon(json_t *status)
 	label("Clients", field(d, "clients"));
 	label("Config", field(d, "config"));
 	label("Devices", states_text(json_object_get(status, "devices")));
-	label("Queue", counts_text(json_object_get(status, "queue"), 0));
+	label("Queue", queue_text(json_object_get(status, "queue")));
 }
 
 static void print_device_table(json_t *devices, int caps)
@@ -734,6 +809,225 @@ static int cmd_sim(struct ctx *c, int argc, char **argv)
 	return rc == RC_OK ? print_result(c, r, 1) : rc;
 }
 
+/* ---- queue, sync ---- */
+
+#define QUEUE_LIST_SYNOPSIS                                                                        \
+	"queue list [--state STATE] [--type GLOB] [--flow FLOW] [--unfinished] [--limit N] "       \
+	"[--before TXN_ID]"
+
+/* queue: the counts.  queue.list answers them with any list; one row is
+ * the least it can be asked for. */
+static int queue_counts(struct ctx *c)
+{
+	json_t *args = json_pack("{si}", "limit", 1), *r, *counts, *v;
+	struct table t = {.ncols = 2};
+	char age[64];
+	void *it;
+	int rc;
+
+	rc = request(c, "queue.list", NULL, args, 0, &r);
+	json_decref(args);
+	if (rc != RC_OK)
+		return rc;
+	counts = json_object_get(r, "counts");
+	if (c->json) {
+		print_json(counts ? counts : json_null(), 0);
+		json_decref(r);
+		return RC_OK;
+	}
+	table_row(&t, xstrdup("STATE"), xstrdup("TRANSACTIONS"));
+	for (it = json_object_iter(counts); it; it = json_object_iter_next(counts, it)) {
+		if (strcmp(json_object_iter_key(it), "oldest_queued_s") == 0)
+			continue;
+		v = json_object_iter_value(it);
+		table_row(&t, sanitize(xstrdup(json_object_iter_key(it))), value_text(v));
+	}
+	table_print(&t);
+	v = json_object_get(counts, "oldest_queued_s");
+	if (json_is_number(v))
+		fmt_seconds(v, 0, age, sizeof(age));
+	printf("Oldest queued: %s\n", json_is_number(v) ? age : "-");
+	json_decref(r);
+	return RC_OK;
+}
+
+static void print_txn_table(json_t *txns)
+{
+	int reason = 0;
+	struct table t;
+	const char *st;
+	size_t i;
+	json_t *x;
+
+	if (json_array_size(txns) == 0) {
+		puts("No transactions.");
+		return;
+	}
+	/* REASON only when it says something: why a listed transaction failed */
+	for (i = 0; i < json_array_size(txns); i++) {
+		x = json_array_get(txns, i);
+		st = json_string_value(json_object_get(x, "state"));
+		if ((st && strcmp(st, "failed") == 0) || json_object_get(x, "reason"))
+			reason = 1;
+	}
+	t = (struct table){.ncols = reason ? 7 : 6};
+	table_row(&t, xstrdup("ID"), xstrdup("TYPE"), xstrdup("STATE"), xstrdup("ENDPOINT"),
+	          xstrdup("ATTEMPTS"), xstrdup("CREATED"), reason ? xstrdup("REASON") : NULL);
+	for (i = 0; i < json_array_size(txns); i++) {
+		x = json_array_get(txns, i);
+		table_row(&t, field(x, "txn_id"), field(x, "type"), field(x, "state"),
+		          field(x, "endpoint"), field(x, "attempts"), field(x, "created"),
+		          reason ? field(x, "reason") : NULL);
+	}
+	table_print(&t);
+}
+
+static int queue_list(struct ctx *c)
+{
+	json_t *r, *next;
+	char *s;
+	int rc;
+
+	if ((rc = request(c, "queue.list", NULL, c->filter, 0, &r)) != RC_OK)
+		return rc;
+	if (c->json) {
+		print_json(r, 0);
+	} else {
+		print_txn_table(json_object_get(r, "transactions"));
+		next = json_object_get(r, "next");
+		if (next && !json_is_null(next)) {
+			s = value_text(next);
+			printf("more: --before %s\n", s);
+			free(s);
+		}
+	}
+	json_decref(r);
+	return RC_OK;
+}
+
+static int queue_show(struct ctx *c, json_t *args)
+{
+	json_t *r;
+	int rc;
+
+	if ((rc = request(c, "txn.get", NULL, args, 0, &r)) != RC_OK)
+		return rc;
+	return print_result(c, r, 0);
+}
+
+static int queue_retry(struct ctx *c, json_t *args)
+{
+	json_t *r, *id;
+	char *s;
+	int rc;
+
+	if ((rc = request(c, "queue.retry", NULL, args, 0, &r)) != RC_OK)
+		return rc;
+	if (c->json) {
+		print_json(r, 0);
+	} else {
+		id = json_object_get(r, "txn_id");
+		s = value_text(json_is_string(id) ? id : json_object_get(args, "txn_id"));
+		printf("%s queued again\n", s);
+		free(s);
+	}
+	json_decref(r);
+	return RC_OK;
+}
+
+static int cmd_queue(struct ctx *c, int argc, char **argv)
+{
+	const char *sub = argc > 0 ? argv[0] : NULL;
+	json_t *args;
+	int rc;
+
+	if (c->filter_opt && !(sub && strcmp(sub, "list") == 0))
+		return usage_error(c, "--%s applies to 'queue list' only", opt_name(c->filter_opt));
+	if (!sub)
+		return queue_counts(c);
+	if (strcmp(sub, "list") == 0) {
+		if (argc > 1)
+			return usage_error(c, "too many arguments; usage: kioskctl %s",
+			                   QUEUE_LIST_SYNOPSIS);
+		return queue_list(c);
+	}
+	if (strcmp(sub, "show") != 0 && strcmp(sub, "retry") != 0)
+		return usage_error(c, "unknown queue command '%s' (list, show or retry)", sub);
+	if (argc != 2)
+		return usage_error(c, "%s; usage: kioskctl queue %s TXN_ID",
+		                   argc < 2 ? "missing TXN_ID" : "too many arguments", sub);
+	if (!(args = json_pack("{ss}", "txn_id", argv[1])))
+		return usage_error(c, "TXN_ID is not valid UTF-8");
+	rc = strcmp(sub, "show") == 0 ? queue_show(c, args) : queue_retry(c, args);
+	json_decref(args);
+	return rc;
+}
+
+/* "in 2m 05s", rounded up: "in 0s" for 0.3 s would be a lie */
+static char *next_attempt_text(json_t *v)
+{
+	char buf[64], *s;
+
+	if (!json_is_number(v))
+		return value_text(v);
+	if (!(json_number_value(v) > 0))
+		return xstrdup("now");
+	fmt_seconds(v, 1, buf, sizeof(buf));
+	if (asprintf(&s, "in %s", buf) < 0)
+		die_oom();
+	return s;
+}
+
+static void print_sync_endpoints(json_t *endpoints)
+{
+	struct table t = {.ncols = 7};
+	size_t i;
+	json_t *e;
+
+	if (json_array_size(endpoints) == 0) {
+		puts("No endpoints configured.");
+		return;
+	}
+	table_row(&t, xstrdup("NAME"), xstrdup("STATE"), xstrdup("INFLIGHT"), xstrdup("DELIVERED"),
+	          xstrdup("FAILED"), xstrdup("NEXT-ATTEMPT"), xstrdup("LAST-ERROR"));
+	for (i = 0; i < json_array_size(endpoints); i++) {
+		e = json_array_get(endpoints, i);
+		table_row(&t, field(e, "name"), field(e, "state"), field(e, "inflight"),
+		          field(e, "delivered"), field(e, "failed"),
+		          next_attempt_text(json_object_get(e, "next_attempt_s")),
+		          field(e, "last_error"));
+	}
+	table_print(&t);
+}
+
+static int cmd_sync(struct ctx *c, int argc, char **argv)
+{
+	json_t *r;
+	char *s;
+	int rc;
+
+	(void)argc, (void)argv;
+	if (c->now) {
+		if ((rc = request(c, "sync.kick", NULL, NULL, 0, &r)) != RC_OK)
+			return rc;
+		json_decref(r);
+		if (!c->json)
+			puts("Every endpoint was told to send now, backoff skipped.\n");
+	}
+	if ((rc = request(c, "sync.status", NULL, NULL, 0, &r)) != RC_OK)
+		return rc;
+	if (c->json) {
+		print_json(r, 0);
+	} else {
+		print_sync_endpoints(json_object_get(r, "endpoints"));
+		s = queue_text(json_object_get(r, "queue"));
+		printf("\nQueue: %s\n", s);
+		free(s);
+	}
+	json_decref(r);
+	return RC_OK;
+}
+
 /* ---- events ---- */
 
 static volatile sig_atomic_t got_signal;
@@ -907,8 +1201,9 @@ static const char common_help[] =
         "  -j, --json         print the result as one line of JSON, for scripts\n"
         "  -t, --timeout MS   give up after MS milliseconds (exit status 4); the daemon\n"
         "                     also gets MS as the command's timeout_ms.  Default: 60 s\n"
-        "                     for hello, status, devices, sim and reload; call and\n"
-        "                     events wait as long as the daemon's own timeouts say\n"
+        "                     for hello, status, devices, sim, reload, queue and\n"
+        "                     sync; call and events wait as long as the daemon's own\n"
+        "                     timeouts say\n"
         "  -h, --help         show this help\n";
 
 static const char hello_help[] =
@@ -927,8 +1222,10 @@ static const char status_help[] =
         "\n"
         "Show the daemon's state: version, PID, uptime, connected clients and the\n"
         "configuration file; how many devices are in each state; the outbox queue\n"
-        "per transaction state; every device with its class, plugin, state and,\n"
-        "when it is not ready, the reason; every remote endpoint, up or down.\n"
+        "per transaction state and how long the oldest queued one has waited\n"
+        "(kioskctl queue and kioskctl sync tell more); every device with its class,\n"
+        "plugin, state and, when it is not ready, the reason; every remote\n"
+        "endpoint, up or down.\n"
         "\n"
         "Examples:\n"
         "  kioskctl status\n"
@@ -1021,6 +1318,78 @@ static const char reload_help[] =
         "Examples:\n"
         "  kioskctl reload\n";
 
+static const char queue_help[] =
+        "Usage: kioskctl queue\n"
+        "       kioskctl queue list [--state STATE] [--type GLOB] [--flow FLOW]\n"
+        "                           [--unfinished] [--limit N] [--before TXN_ID]\n"
+        "       kioskctl queue show TXN_ID\n"
+        "       kioskctl queue retry TXN_ID\n"
+        "\n"
+        "Inspect and operate the outbox, where every transaction the kiosk UI\n"
+        "submitted waits until its endpoint has it (docs/delivery.md).  A\n"
+        "transaction is queued, sending, delivered, or failed: the endpoint refused\n"
+        "it for good and said why.  A failed transaction stays until an admin\n"
+        "retries it.\n"
+        "\n"
+        "  queue               how many transactions are in each state, and how long\n"
+        "                      the oldest queued one has waited\n"
+        "  queue list          the transactions as a table: ID, TYPE, STATE,\n"
+        "                      ENDPOINT ('-': no route), ATTEMPTS, CREATED and, when\n"
+        "                      a failed one is listed, REASON.  At most 100 (--limit);\n"
+        "                      when there are more, the last line is\n"
+        "                      'more: --before TXN_ID': repeat the command with that\n"
+        "                      option for the next page\n"
+        "  queue show TXN_ID   one transaction in full, as indented JSON: payload,\n"
+        "                      blobs, flow, attempts, and why it failed\n"
+        "  queue retry TXN_ID  put a failed transaction back in the queue, to be sent\n"
+        "                      again; prints 'TXN_ID queued again'.  A transaction\n"
+        "                      that is not failed, or an unknown TXN_ID, is refused\n"
+        "                      (exit status 1)\n"
+        "\n"
+        "queue, queue list and queue retry need the admin role (admin.sock; exit\n"
+        "status 5 on ui.sock); queue show works on either socket.  With --json:\n"
+        "queue prints the counts object, queue list the whole queue.list result\n"
+        "(transactions, next, counts), queue show the transaction and queue retry\n"
+        "the daemon's answer.\n"
+        "\n"
+        "Options of queue list (given together, a transaction must match all):\n"
+        "  --state STATE    queued, sending, delivered or failed\n"
+        "  --type GLOB      transaction types matching a shell glob, e.g. 'gas.*'\n"
+        "  --flow FLOW      the transactions of one flow\n"
+        "  --unfinished     the transactions of flows whose final transaction never\n"
+        "                   came (say, a paid top-up whose card write is missing)\n"
+        "  --limit N        at most N transactions, 1 to 1000 (default 100)\n"
+        "  --before TXN_ID  the next page: the id a 'more:' line gave\n"
+        "\n"
+        "Examples:\n"
+        "  kioskctl queue\n"
+        "  kioskctl queue list --state failed\n"
+        "  kioskctl queue list --type 'gas.*' --limit 20\n"
+        "  kioskctl queue show 01HF7Z3Q4W8V5R2N6M1K0J9H8J\n"
+        "  kioskctl queue retry 01HF7Z3Q4W8V5R2N6M1K0J9H8J\n"
+        "  kioskctl --json queue list --state failed | jq -r '.transactions[].txn_id'\n";
+
+static const char sync_help[] =
+        "Usage: kioskctl sync [--now]\n"
+        "\n"
+        "Show how delivery to the remote endpoints goes: one row per configured\n"
+        "endpoint with its STATE (idle, sending, backoff or down), the transactions\n"
+        "in flight, its DELIVERED and FAILED counts, when it tries again while it\n"
+        "backs off (NEXT-ATTEMPT) and its LAST-ERROR; then the outbox counts, as\n"
+        "'kioskctl queue' gives them.  Works on either socket.  With --json, the\n"
+        "sync.status result on one line.\n"
+        "\n"
+        "Options:\n"
+        "  --now  first tell every endpoint to send what it has queued at once,\n"
+        "         skipping any backoff (sync.kick, admin only: exit status 5 on\n"
+        "         ui.sock), then show the state.  For when the network is back and\n"
+        "         waiting out the backoff is not wanted\n"
+        "\n"
+        "Examples:\n"
+        "  kioskctl sync\n"
+        "  kioskctl sync --now\n"
+        "  kioskctl --json sync | jq -r '.endpoints[] | select(.state == \"down\") | .name'\n";
+
 static const char help_help[] =
         "Usage: kioskctl help [COMMAND]\n"
         "\n"
@@ -1029,22 +1398,22 @@ static const char help_help[] =
 static int cmd_help(struct ctx *c, int argc, char **argv);
 
 static const struct command commands[] = {
-        {"hello", "hello", "", 0, 0, cmd_hello, "protocol and daemon version, your role",
-         hello_help},
-        {"status", "status", "", 0, 0, cmd_status, "daemon, queue, devices and endpoints",
-         status_help},
-        {"devices", "devices [NAME]", "", 0, 1, cmd_devices, "list devices, or show one in detail",
+        {"hello", "hello", 0, 0, cmd_hello, "protocol and daemon version, your role", hello_help},
+        {"status", "status", 0, 0, cmd_status, "daemon, queue, devices and endpoints", status_help},
+        {"devices", "devices [NAME]", 0, 1, cmd_devices, "list devices, or show one in detail",
          devices_help},
-        {"call", "call CMD [JSON-ARGS] [--device NAME]", "d", 1, 2, cmd_call,
+        {"call", "call CMD [JSON-ARGS] [--device NAME]", 1, 2, cmd_call,
          "send any command and print its result", call_help},
-        {"events", "events [--follow] [--count N] [PATTERN...]", "fn", 0, INT_MAX, cmd_events,
+        {"events", "events [--follow] [--count N] [PATTERN...]", 0, INT_MAX, cmd_events,
          "wait for events and print them", events_help},
-        {"sim", "sim DEVICE WHAT [JSON-ARGS]", "", 2, 3, cmd_sim,
+        {"sim", "sim DEVICE WHAT [JSON-ARGS]", 2, 3, cmd_sim,
          "drive a simulator (sim.inject, admin)", sim_help},
-        {"reload", "reload", "", 0, 0, cmd_reload, "re-read the configuration (admin)",
-         reload_help},
-        {"help", "help [COMMAND]", "", 0, 1, cmd_help, "this overview, or a command's help",
-         help_help},
+        {"reload", "reload", 0, 0, cmd_reload, "re-read the configuration (admin)", reload_help},
+        {"queue", "queue [list [OPTIONS] | show ID | retry ID]", 0, INT_MAX, cmd_queue,
+         "the outbox: counts, list, show, retry (admin)", queue_help},
+        {"sync", "sync [--now]", 0, 0, cmd_sync, "delivery to the endpoints; --now: send now",
+         sync_help},
+        {"help", "help [COMMAND]", 0, 1, cmd_help, "this overview, or a command's help", help_help},
 };
 
 static const struct command *find_command(const char *name)
@@ -1115,8 +1484,41 @@ static const struct option longopts[] = {
         {"device", required_argument, NULL, 'd'},
         {"follow", no_argument, NULL, 'f'},
         {"count", required_argument, NULL, 'n'},
+        {"state", required_argument, NULL, OPT_STATE},
+        {"type", required_argument, NULL, OPT_TYPE},
+        {"flow", required_argument, NULL, OPT_FLOW},
+        {"unfinished", no_argument, NULL, OPT_UNFINISHED},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"before", required_argument, NULL, OPT_BEFORE},
+        {"now", no_argument, NULL, OPT_NOW},
         {NULL, 0, NULL, 0},
 };
+
+/* Options of one command only; elsewhere they are usage errors. */
+static const struct own_option {
+	int val;
+	const char *command;
+	const char *where; /* "goes after its command: kioskctl <where>" */
+} own_options[] = {
+        {'d', "call", "call CMD --device"},
+        {'f', "events", "events --follow"},
+        {'n', "events", "events --count"},
+        {OPT_STATE, "queue", "queue list --state"},
+        {OPT_TYPE, "queue", "queue list --type"},
+        {OPT_FLOW, "queue", "queue list --flow"},
+        {OPT_UNFINISHED, "queue", "queue list --unfinished"},
+        {OPT_LIMIT, "queue", "queue list --limit"},
+        {OPT_BEFORE, "queue", "queue list --before"},
+        {OPT_NOW, "sync", "sync --now"},
+};
+
+static const struct own_option *own_option(int ch)
+{
+	for (size_t i = 0; i < sizeof(own_options) / sizeof(own_options[0]); i++)
+		if (own_options[i].val == ch)
+			return &own_options[i];
+	return NULL;
+}
 
 static const char *opt_name(int ch)
 {
@@ -1135,10 +1537,68 @@ static int bad_option(struct ctx *c, int ch, char **argv)
 	return usage_error(c, "unknown option '%s'", argv[optind - 1]);
 }
 
+static const char *const txn_states[] = {"queued", "sending", "delivered", "failed"};
+
+/* A queue list option into c->filter, the queue.list arguments. */
+static int filter_option(struct ctx *c, int ch, int *rc)
+{
+	const char *key = opt_name(ch);
+	int limit, ok = 0;
+	json_t *v;
+
+	switch (ch) {
+	case OPT_STATE:
+		for (size_t i = 0; i < sizeof(txn_states) / sizeof(txn_states[0]); i++)
+			ok |= strcmp(optarg, txn_states[i]) == 0;
+		if (!ok) {
+			*rc = usage_error(c,
+			                  "--state wants queued, sending, delivered or failed, "
+			                  "not '%s'",
+			                  optarg);
+			return -1;
+		}
+		v = json_string(optarg);
+		break;
+	case OPT_LIMIT:
+		if (parse_int(optarg, 1, &limit) < 0 || limit > 1000) {
+			*rc = usage_error(
+			        c, "--limit wants a whole number from 1 to 1000, not '%s'", optarg);
+			return -1;
+		}
+		v = json_integer(limit);
+		break;
+	case OPT_UNFINISHED:
+		v = json_true();
+		break;
+	default: /* --type, --flow, --before: the daemon judges them */
+		if (!(v = json_string(optarg))) {
+			*rc = usage_error(c, "--%s: the value is not valid UTF-8", key);
+			return -1;
+		}
+	}
+	if (!c->filter && !(c->filter = json_object()))
+		die_oom();
+	if (json_object_set_new(c->filter, key, v) < 0)
+		die_oom();
+	if (!c->filter_opt)
+		c->filter_opt = ch;
+	return 0;
+}
+
 /* One option; -1 when it means "exit now with *rc". */
 static int take_option(struct ctx *c, int ch, char **argv, int *rc)
 {
 	switch (ch) {
+	case OPT_STATE:
+	case OPT_TYPE:
+	case OPT_FLOW:
+	case OPT_UNFINISHED:
+	case OPT_LIMIT:
+	case OPT_BEFORE:
+		return filter_option(c, ch, rc);
+	case OPT_NOW:
+		c->now = 1;
+		return 0;
 	case 's':
 		c->socket = optarg;
 		return 0;
@@ -1177,14 +1637,14 @@ static int take_option(struct ctx *c, int ch, char **argv, int *rc)
 /* Options before the command: only the common ones. */
 static int parse_global(struct ctx *c, int argc, char **argv, int *rc)
 {
+	const struct own_option *own;
 	int ch;
 
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "+:s:jt:hVd:fn:", longopts, NULL)) != -1) {
-		if (ch > 0 && strchr("dfn", ch)) {
-			*rc = usage_error(c, "--%s goes after its command: kioskctl %s --%s",
-			                  opt_name(ch), ch == 'd' ? "call CMD" : "events",
-			                  opt_name(ch));
+		if ((own = own_option(ch))) {
+			*rc = usage_error(c, "--%s goes after its command: kioskctl %s",
+			                  opt_name(ch), own->where);
 			return -1;
 		}
 		if (take_option(c, ch, argv, rc) < 0)
@@ -1196,11 +1656,12 @@ static int parse_global(struct ctx *c, int argc, char **argv, int *rc)
 /* The command's words; options may come anywhere among them. */
 static int parse_command(struct ctx *c, int argc, char **argv, int *rc)
 {
+	const struct own_option *own;
 	int ch;
 
 	optind = 0; /* glibc: restart scanning, permuting options to the front */
 	while ((ch = getopt_long(argc, argv, ":s:jt:hVd:fn:", longopts, NULL)) != -1) {
-		if (ch > 0 && strchr("dfn", ch) && !strchr(c->cmd->extra, ch)) {
+		if ((own = own_option(ch)) && strcmp(own->command, c->cmd->name) != 0) {
 			*rc = usage_error(c, "--%s does not apply to %s", opt_name(ch),
 			                  c->cmd->name);
 			return -1;
@@ -1236,9 +1697,9 @@ int main(int argc, char **argv)
 		return usage_error(&c, "unknown command '%s'", argv[first]);
 	argc -= first;
 	argv += first;
-	if ((first = parse_command(&c, argc, argv, &rc)) < 0)
-		return rc;
-	rc = c.cmd->run(&c, argc - first, argv + first);
+	if ((first = parse_command(&c, argc, argv, &rc)) >= 0)
+		rc = c.cmd->run(&c, argc - first, argv + first);
+	json_decref(c.filter);
 	kc_close(c.kc);
 	if (fflush(stdout) != 0) {
 		fprintf(stderr, "kioskctl: writing output: %s\n", strerror(errno));

@@ -34,7 +34,8 @@ FAILED_DEV = "[device bad0]\nclass = locker\nplugin = bad_magic\n\n"
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 CARD_DATA = {"type": "sle4442", "atr": "a2131091"}
-COMMANDS = ["hello", "status", "devices", "call", "events", "sim", "reload", "help"]
+COMMANDS = ["hello", "status", "devices", "call", "events", "sim", "reload", "queue", "sync",
+            "help"]
 
 
 def makefile_version():
@@ -285,8 +286,11 @@ def test_status_human(kd):
     assert lines[0] == "kioskd " + makefile_version()
     assert lines[1] == "      PID: %d" % d.pid
     assert re.fullmatch(r"   Uptime: \d+s", lines[2]), lines[2]
+    # a fresh store: nothing queued, so no oldest age
+    # (test_kioskctl_queue.py has the line with one)
     assert lines[3:7] == ["  Clients: 1", "   Config: " + d.conf_path,
-                          "  Devices: 3 ready, 1 failed", "    Queue: -"]
+                          "  Devices: 3 ready, 1 failed",
+                          "    Queue: 0 queued, 0 sending, 0 delivered, 0 failed"]
     assert lines[7] == ""
     with Client(d.admin_sock) as c:
         devs = c.ok("status")["devices"]
