@@ -130,6 +130,7 @@ static void on_done(struct http_xfer *x, CURLcode rc, long status)
 	utf8_sanitize(why);
 	call_free(c);
 	done(arg, code, code ? why : NULL, result);
+	json_decref(result);
 }
 
 struct remote_call *remote_call_start(const char *endpoint, const char *path, json_t *body,

@@ -28,11 +28,11 @@ void sync_kick_all(void);
 json_t *sync_endpoints_json(void);
 
 /* remote.call: POST body (borrowed: serialised before this returns; NULL
- * sends {}) to <endpoint url><path>.  done(arg, code, why,
- * result) runs on the loop thread, once: code NULL and result {"status",
- * "body"} on a 2xx (body: the answer parsed as JSON, else as a string;
- * done() owns the reference); else result NULL and a protocol error code
- * with why:
+ * sends {}) to <endpoint url><path>.  done(arg, code, why, result) runs
+ * on the loop thread, once: code NULL and result {"status", "body"} on a
+ * 2xx (body: the answer parsed as JSON, else as a string; result is
+ * borrowed: done() takes a reference to keep it); else result NULL and a
+ * protocol error code with why:
  *   bad_request         no endpoint named so ("no endpoint named 'x'"), a
  *                       path that is not a plain absolute path (see
  *                       http_path_check: no "..", "//", '?', '#'), a bad

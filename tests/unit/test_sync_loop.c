@@ -1,7 +1,8 @@
 /* sync.c and remote.c on a real loop against the reference endpoint
  * (tests/endpoint/server.py: HTTPS, mTLS, bearer token, HMAC, an
- * idempotency ledger, faults), with an in-memory store behind
- * sync_set_store, so every outcome sync reports is checked.
+ * idempotency ledger, faults): first with an in-memory store behind
+ * sync_set_store, so every outcome sync reports is checked; then with the
+ * real store (SQLite, group commit) as the daemon runs it.
  *
  * Checked throughout: nothing is lost (every transaction ends delivered
  * or, when the endpoint refuses it, failed), nothing is applied twice
@@ -22,6 +23,7 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "store.h"
 #include "sync.h"
 
 #define PYTHON "/usr/bin/python3"
@@ -957,7 +959,7 @@ static void on_remote(void *arg, const char *code, const char *why, json_t *resu
 	rc_code = code ? strdup(code) : NULL;
 	rc_why = why ? strdup(why) : NULL;
 	json_decref(rc_result);
-	rc_result = result;
+	rc_result = json_incref(result); /* borrowed */
 }
 
 static int remote_done(void)
@@ -1084,6 +1086,212 @@ static void test_remote_call(void **state)
 	rc_result = NULL;
 }
 
+/* ---- with the real store ---- */
+
+static int acked, submit_errors;
+
+static void submitted(void *arg, enum store_err err, const char *why, json_t *txn)
+{
+	(void)arg;
+	(void)why;
+	if (err) {
+		submit_errors++;
+		return;
+	}
+	acked++;
+	/* what the daemon does after a commit */
+	sync_kick(json_string_value(json_object_get(txn, "endpoint")));
+}
+
+static void submit(int n)
+{
+	static int seq;
+	for (int i = 0; i < n; i++) {
+		json_t *in = json_pack("{s:s,s:{s:i,s:s}}", "type", "test.item", "payload", "n",
+		                       seq++, "order", "P-778812");
+		store_submit(in, "e", submitted, NULL);
+		json_decref(in);
+	}
+}
+
+static json_int_t store_count(const char *state)
+{
+	json_t *c = store_counts();
+	json_int_t n = json_integer_value(json_object_get(c, state));
+	json_decref(c);
+	return n;
+}
+
+static int store_settled(void)
+{
+	return store_count("queued") + store_count("sending") == 0 && acked + submit_errors > 0;
+}
+
+static int start_store(const char *extra)
+{
+	char text[6 * PATH_MAX + 2048], more[1024];
+
+	ctl_do("POST", "/reset", NULL);
+	acked = submit_errors = 0;
+	ev_delivered = ev_rejected = ev_up = ev_down = ev_backoff = 0;
+	snprintf(more, sizeof(more), "%s[store]\npath = kioskd.db\n[route]\ntest.* = e\n",
+	         extra ? extra : "");
+	conf_text(text, sizeof(text), more);
+	if (h_start(text) < 0)
+		return -1;
+	/* as kioskd.c: the group commit runs after the I/O of a turn */
+	if (event_base_priority_init(daemon_base, 3) < 0)
+		return -1;
+	if (store_open(daemon_base, daemon_conf) < 0 || sync_init(daemon_base, daemon_conf) < 0)
+		return -1;
+	client_connect(&sub, "ui.sock");
+	json_decref(request(&sub, "{\"id\":1,\"cmd\":\"events.subscribe\",\"args\":"
+	                          "{\"topics\":[\"sync.*\"]}}\n"));
+	return 0;
+}
+
+static int setup_store(void **state)
+{
+	(void)state;
+	return start_store(NULL);
+}
+
+static int teardown_store(void **state)
+{
+	(void)state;
+	sync_shutdown();
+	store_close();
+	client_close(&sub);
+	json_decref(last_event);
+	last_event = NULL;
+	ctl_do("POST", "/faults/clear", NULL);
+	return h_stop();
+}
+
+/* Every acknowledged transaction at the endpoint exactly once. */
+static void assert_store_delivered_once(void)
+{
+	json_t *a = ctl("GET", "/applied?brief=1", NULL), *e;
+	size_t i;
+
+	assert_int_equal(submit_errors, 0);
+	assert_int_equal(store_count("delivered"), acked);
+	assert_int_equal(store_count("failed"), 0);
+	assert_int_equal(json_integer_value(json_object_get(a, "count")), acked);
+	json_array_foreach(json_object_get(a, "applied"), i, e)
+	{
+		json_t *t = store_get(json_string_value(json_object_get(e, "id")));
+		assert_non_null(t);
+		assert_string_equal(json_string_value(json_object_get(t, "state")), "delivered");
+		json_decref(t);
+	}
+	json_decref(a);
+	json_t *v = ctl("GET", "/violations", NULL);
+	assert_int_equal(json_array_size(json_object_get(v, "violations")), 0);
+	json_decref(v);
+}
+
+static void test_store_deliver(void **state)
+{
+	(void)state;
+
+	submit(250); /* one group commit, then 25 batches */
+	assert_true(run_until(store_settled, 15000, NULL));
+	assert_int_equal(acked, 250);
+	assert_store_delivered_once();
+	run_until(NULL, 50, NULL);
+	assert_int_equal(ev_delivered, 250);
+	/* trickling in: each commit kicks */
+	for (int i = 0; i < 20; i++) {
+		submit(1);
+		run_until(NULL, 10, NULL);
+	}
+	assert_true(run_until(store_settled, 5000, NULL));
+	assert_store_delivered_once();
+}
+
+/* Transient failures with the store's own timing: a retried transaction
+ * is queued again only at the next group commit. */
+static void test_store_faults(void **state)
+{
+	(void)state;
+	static const char *const faults[] = {
+	        "{\"name\":\"500\",\"count\":2}",
+	        "{\"name\":\"422\",\"count\":1}", /* a batch refused: one by one */
+	        "{\"name\":\"missing_items\",\"count\":2}",
+	        "{\"name\":\"commit_drop\",\"count\":1}",
+	        "{\"name\":\"reset_after\",\"count\":2}",
+	        "{\"name\":\"garbage\",\"count\":1}",
+	        "{\"name\":\"503\",\"count\":3,\"retry_after\":0}",
+	};
+
+	teardown_store(NULL);
+	/* backoff of a few ms: shorter than a commit can take */
+	assert_int_equal(start_store("backoff_min_ms = 10\nbackoff_max_ms = 20\n"), 0);
+	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+		ctl_do("POST", "/fault", faults[i]);
+		submit(35);
+		if (!run_until(store_settled, 10000, NULL)) {
+			json_t *c = store_counts();
+			char *s = json_dumps(c, 0);
+			fail_msg("%s: not settled: %s", faults[i], s);
+		}
+		assert_store_delivered_once();
+	}
+}
+
+/* Many quick retries, nothing new submitted: a backoff that ends before
+ * the store's commit puts the transactions back in the queue finds
+ * nothing to send; sync must look again rather than go idle. */
+static void test_store_quick_retries(void **state)
+{
+	(void)state;
+
+	teardown_store(NULL);
+	assert_int_equal(start_store("backoff_min_ms = 10\nbackoff_max_ms = 10\n"
+	                             "concurrency = 1\n"),
+	                 0);
+	ctl_do("POST", "/fault", "{\"name\":\"500\",\"count\":60}");
+	submit(5);
+	assert_true(run_until(store_settled, 10000, NULL));
+	assert_store_delivered_once();
+	assert_int_equal(ctl_stat("applied"), 5);
+}
+
+/* The daemon stops with batches on the wire; it starts again: nothing
+ * lost, nothing applied twice. */
+static void test_store_restart(void **state)
+{
+	(void)state;
+
+	ctl_do("POST", "/fault", "{\"name\":\"hang\"}");
+	submit(30);
+	run_until(NULL, 400, NULL);
+	assert_int_equal(acked, 30);
+	assert_true(store_count("sending") > 0);
+	sync_shutdown();
+	store_close();
+	ctl_do("POST", "/faults/clear", NULL);
+	assert_int_equal(store_open(daemon_base, daemon_conf), 0);
+	assert_int_equal(store_count("queued"), 30);
+	assert_int_equal(sync_init(daemon_base, daemon_conf), 0);
+	assert_true(run_until(store_settled, 5000, NULL));
+	assert_store_delivered_once();
+
+	/* the answer is lost, the daemon stops before it hears anything */
+	ctl_do("POST", "/fault", "{\"name\":\"commit_drop\",\"count\":1}");
+	submit(10);
+	run_until(NULL, 300, NULL);
+	sync_shutdown();
+	store_close();
+	assert_int_equal(store_open(daemon_base, daemon_conf), 0);
+	assert_int_equal(sync_init(daemon_base, daemon_conf), 0);
+	sync_kick_all();
+	assert_true(run_until(store_settled, 5000, NULL));
+	assert_store_delivered_once();
+	assert_int_equal(ctl_stat("applied"), 40);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1103,6 +1311,11 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_fault_mix, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_remote_call, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_store_deliver, setup_store, teardown_store),
+	        cmocka_unit_test_setup_teardown(test_store_faults, setup_store, teardown_store),
+	        cmocka_unit_test_setup_teardown(test_store_quick_retries, setup_store,
+	                                        teardown_store),
+	        cmocka_unit_test_setup_teardown(test_store_restart, setup_store, teardown_store),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
