@@ -470,8 +470,7 @@ static void pump(struct ep *ep)
 		if (store->take_batch(ep->h.name, kiosk_id, ep->isolate > 0 ? 1 : ep->batch_size,
 		                      &bt->b) < 0) {
 			free(bt);
-			fail(ep, ep->health == H_NEW ? H_BACKOFF : ep->health, -1,
-			     "the store could not build a batch");
+			fail(ep, H_BACKOFF, -1, "the store could not build a batch");
 			return;
 		}
 		if (bt->b.n <= 0) {
