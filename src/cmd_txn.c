@@ -85,10 +85,18 @@ void cmd_txn_get(struct call *c)
 		reply_ok(c->s, c->id, t);
 }
 
-static json_t *list_result(json_t *l)
+/* {"transactions": [...], "next": id or null}: a full page means there may
+ * be more, and its last id is where the next page starts ("before"). */
+static json_t *list_result(json_t *l, json_t *args)
 {
-	/* store_list answers {"transactions": [...], "next": ...} */
-	return json_is_array(l) ? json_pack("{s:o}", "transactions", l) : l;
+	json_t *lim = json_object_get(args, "limit");
+	size_t limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : 100;
+	size_t n = json_array_size(l);
+	json_t *next = json_null();
+
+	if (n && n == limit)
+		next = json_incref(json_object_get(json_array_get(l, n - 1), "txn_id"));
+	return json_pack("{s:o,s:o}", "transactions", l, "next", next);
 }
 
 void cmd_txn_list(struct call *c)
@@ -99,7 +107,7 @@ void cmd_txn_list(struct call *c)
 	if (!l)
 		reply_error(c->s, c->id, "bad_request", "%s: %s", c->cmd, why);
 	else
-		reply_ok(c->s, c->id, list_result(l));
+		reply_ok(c->s, c->id, list_result(l, c->args));
 }
 
 void cmd_queue_list(struct call *c)
@@ -111,7 +119,7 @@ void cmd_queue_list(struct call *c)
 		reply_error(c->s, c->id, "bad_request", "%s: %s", c->cmd, why);
 		return;
 	}
-	l = list_result(l);
+	l = list_result(l, c->args);
 	json_object_set_new(l, "counts", store_counts());
 	reply_ok(c->s, c->id, l);
 }
@@ -139,7 +147,8 @@ void cmd_queue_retry(struct call *c)
 void cmd_sync_status(struct call *c)
 {
 	reply_ok(c->s, c->id,
-	         json_pack("{s:o,s:o}", "endpoints", sync_endpoints_json(), "queue", store_counts()));
+	         json_pack("{s:o,s:o}", "endpoints", sync_endpoints_json(), "queue",
+	                   store_counts()));
 }
 
 void cmd_sync_kick(struct call *c)

@@ -64,8 +64,8 @@ int daemon_reload(struct diag *diag, json_t *changed)
 	devices_apply(c, changed);
 	sync_apply(c);
 	if (strcmp(c->store_path, old->store_path) ||
-	    (c->store_key_file && (!old->store_key_file ||
-	                           strcmp(c->store_key_file, old->store_key_file))))
+	    (c->store_key_file &&
+	     (!old->store_key_file || strcmp(c->store_key_file, old->store_key_file))))
 		log_warnx("[store] changes take effect at the next restart");
 	conf_free(old);
 	log_info("configuration reloaded from %s", c->path);

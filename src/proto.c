@@ -18,7 +18,6 @@
 #define MAX_TIMEOUT_MS 86400000
 #define MAX_TOPICS     32
 
-
 static void cmd_hello(struct call *c)
 {
 	reply_ok(c->s, c->id,
@@ -112,7 +111,7 @@ static void cmd_subscribe(struct call *c)
 	if (events_match(t, "flow.unfinished")) {
 		json_t *flows = store_unfinished_flows(), *f;
 		json_array_foreach(flows, i, f)
-			events_publish_to(c->s, "flow.unfinished", NULL, json_incref(f));
+		        events_publish_to(c->s, "flow.unfinished", NULL, json_incref(f));
 		json_decref(flows);
 	}
 }

@@ -21,9 +21,9 @@ struct kiosk_req {
 	const char *verb; /* points into cmd: the part after "<class>." */
 	json_t *args;
 	struct kiosk_dev *dev;
-	char *flow, *txn;   /* what a device command served (audit journal) */
-	char outcome[24];   /* "ok" or the error code of the final reply */
-	char *detail;       /* the error message, for the audit journal */
+	char *flow, *txn; /* what a device command served (audit journal) */
+	char outcome[24]; /* "ok" or the error code of the final reply */
+	char *detail;     /* the error message, for the audit journal */
 	struct event *timer;
 	int timeout_ms;
 	/* Who holds the request besides its session (a device queue, the
@@ -31,8 +31,8 @@ struct kiosk_req {
 	void (*abort)(struct kiosk_req *r, const char *code);
 	void *owner;
 	unsigned answered : 1;
-	unsigned held : 1;      /* an owner still refers to it */
-	unsigned running : 1;   /* handed to the plugin */
+	unsigned held : 1;    /* an owner still refers to it */
+	unsigned running : 1; /* handed to the plugin */
 	unsigned cancelled : 1;
 };
 TAILQ_HEAD(req_list, kiosk_req);
