@@ -1324,6 +1324,102 @@ static void test_bad_key_refuses_open(void **state)
 	t_res_clear(&r);
 }
 
+/* ---- the loop ---- */
+
+/* A socket that stays readable (a busy client) keeps an I/O event active
+ * in every turn, so the low-priority commit event would wait; the guard
+ * timer commits anyway. */
+static int busy_runs;
+
+static void busy_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	busy_runs++; /* never reads: ready again next turn */
+}
+
+static void break_done(void *arg, enum store_err err, const char *why, json_t *txn)
+{
+	t_done(arg, err, why, txn);
+	event_base_loopbreak(t_base);
+}
+
+static void give_up(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	event_base_loopbreak(t_base);
+}
+
+static void test_commit_not_starved(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	int sv[2];
+	struct timeval five = {5, 0};
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], "x", 1), 1);
+	struct event *ev = event_new(t_base, sv[0], EV_READ | EV_PERSIST, busy_cb, NULL);
+	event_add(ev, NULL);
+	struct event *timeout = evtimer_new(t_base, give_up, NULL);
+	evtimer_add(timeout, &five);
+	json_t *in = json_loads("{\"type\": \"x\", \"payload\": {}}", 0, NULL);
+	double t0 = now_s();
+	store_submit(in, "ep", break_done, &r);
+	json_decref(in);
+	/* something is always active: the loop returns at a loopbreak */
+	event_base_dispatch(t_base);
+	double waited = now_s() - t0;
+	event_free(ev);
+	event_free(timeout);
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(r.called, 1);
+	assert_int_equal(r.err, STORE_OK);
+	assert_true(busy_runs > 10); /* it was starving the commit event */
+	assert_true(waited < 2.0);
+	print_message("    committed after %.1f ms under a busy loop (%d busy callbacks)\n",
+	              waited * 1e3, busy_runs);
+	t_res_clear(&r);
+}
+
+/* Closing answers what is waiting (committed first). */
+static void test_close_commits_waiting(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	char id[64];
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	json_t *in = json_loads("{\"type\": \"x\", \"payload\": {\"a\": 1}}", 0, NULL);
+	store_submit(in, "ep", t_done, &r);
+	json_decref(in);
+	store_audit("d", "c", NULL, NULL, "ok", NULL);
+	store_close();
+	assert_int_equal(r.called, 1);
+	assert_int_equal(r.err, STORE_OK);
+	snprintf(id, sizeof(id), "%s", t_id(&r));
+	/* closed: refused at once, not lost in a queue */
+	in = json_loads("{\"type\": \"x\", \"payload\": {}}", 0, NULL);
+	t_res_clear(&r);
+	store_submit(in, "ep", t_done, &r);
+	json_decref(in);
+	assert_int_equal(r.called, 1);
+	assert_int_equal(r.err, STORE_EIO);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	json_t *t = store_get(id);
+	assert_non_null(t);
+	json_decref(t);
+	sqlite3 *db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM audit"), 1);
+	sqlite3_close(db);
+	t_res_clear(&r);
+}
+
 /* ---- scale ---- */
 
 static long rss_kib(void)
@@ -1502,6 +1598,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_pii_at_rest_and_purge, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_pii_bound_to_row_and_key, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_bad_key_refuses_open, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_commit_not_starved, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_close_commits_waiting, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_take_batch_100k, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_throughput, t_setup, t_teardown),
 	};
