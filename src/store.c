@@ -132,8 +132,8 @@ static const char *const stmt_sql[S_N] = {
         [S_BEGIN] = "BEGIN IMMEDIATE",
         [S_COMMIT] = "COMMIT",
         [S_ROLLBACK] = "ROLLBACK",
-        [S_FIND] = "SELECT seq, type, payload, pii, state, endpoint, purged FROM transactions "
-                   "WHERE id = ?",
+        [S_FIND] = "SELECT seq, type, payload, pii, state, endpoint, purged, flow, final, blobs "
+                   "FROM transactions WHERE id = ?",
         [S_INSERT] = "INSERT INTO transactions (id, type, payload, pii, blobs, flow, final, "
                      "endpoint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [S_INSERT_BLOB] = "INSERT OR IGNORE INTO txn_blobs (blob, seq) VALUES (?, ?)",
@@ -569,14 +569,48 @@ static void schedule(void)
 	evtimer_add(S.guard_ev, &tv);
 }
 
-/* Is this submission the same transaction as the stored row? */
+/* Two optional JSON texts (NULL: absent) that hold equal values; arrays
+ * of strings compare as sets when set is true (pii keys). */
+static int same_json(const char *a, const char *b, int set)
+{
+	json_t *x = a ? json_loads(a, 0, NULL) : NULL, *y = b ? json_loads(b, 0, NULL) : NULL;
+	int same;
+
+	if (!set || !json_is_array(x) || !json_is_array(y)) {
+		same = json_equal(x, y) || (!x && !y);
+	} else {
+		size_t i, j;
+		json_t *v, *w;
+		same = json_array_size(x) == json_array_size(y);
+		json_array_foreach(x, i, v)
+		{
+			int found = 0;
+			json_array_foreach(y, j, w) found |= json_equal(v, w);
+			same &= found;
+		}
+	}
+	json_decref(x);
+	json_decref(y);
+	return same;
+}
+
+/* Is this submission the same transaction as the stored row?  Its type,
+ * payload, flow, final, personal keys and blob references all count: a
+ * reused id that changes any of them is another transaction. */
 static int same_txn(struct sub *s, sqlite3_stmt *st)
 {
 	const char *type = col_text(st, 1), *payload = col_text(st, 2), *pii = col_text(st, 3);
+	const char *flow = col_text(st, 7), *blobs = col_text(st, 9);
 	int purged = sqlite3_column_int(st, 6);
 	int same = 0;
 
 	if (!type || strcmp(type, json_string_value(s->type)) != 0)
+		return 0;
+	if ((flow || s->flow) && (!flow || !s->flow || strcmp(flow, s->flow) != 0))
+		return 0;
+	if (!sqlite3_column_int(st, 8) != !s->final)
+		return 0;
+	if (!same_json(pii, s->pii, 1) || !same_json(blobs, s->blobs, 0))
 		return 0;
 	json_t *stored = open_payload(s->id, payload, purged ? NULL : pii);
 	if (!stored)
@@ -1883,14 +1917,20 @@ static int open_db(char *why, size_t whylen)
 }
 
 /* Move a corrupt database (and its WAL and shared memory) aside. */
-static int quarantine(const char *why)
+static int quarantine(const char *reason)
 {
-	char dst[PATH_MAX + 64], from[PATH_MAX + 8], to[PATH_MAX + 72], ts[32];
+	char dst[PATH_MAX + 64], from[PATH_MAX + 8], to[PATH_MAX + 72], ts[32], why[512];
 	struct tm tm;
 	time_t t = time(NULL);
 	struct stat st;
 	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
 
+	/* quick_check answers several lines: keep the report one log line, so
+	 * that the file names stay in the line with the priority */
+	snprintf(why, sizeof(why), "%s", reason);
+	for (char *p = why; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
 	gmtime_r(&t, &tm);
 	strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
 	snprintf(dst, sizeof(dst), "%s.corrupt-%s", S.path, ts);
