@@ -112,11 +112,19 @@ static UNUSED int t_setup_nokey(void **state)
 
 static UNUSED int t_teardown(void **state)
 {
-	char cmd[PATH_MAX + 16];
+	char cmd[PATH_MAX + 64];
 	(void)state;
 	store_close();
 	event_base_free(t_base);
 	t_base = NULL;
+	/* a tmpfs a failed test left mounted */
+	snprintf(cmd, sizeof(cmd), "%s/small", t_dir);
+	if (access(cmd, F_OK) == 0) {
+		snprintf(cmd, sizeof(cmd), "umount '%s/small' 2>/dev/null", t_dir);
+		if (system(cmd) != 0) {
+			/* not mounted */
+		}
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t_dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
