@@ -80,8 +80,9 @@ $(BUILD)/libkclient.a: $(BUILD)/src/kclient.o
 	@rm -f $@
 	ar rcs $@ $^
 
+# libcurl is not linked: src/curlso.c loads it when an endpoint needs it
 $(BUILD)/kioskd: $(BUILD)/src/kioskd.o $(BUILD)/libkioskd.a
-	$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ $^ $(PKG_LIBS) -ldl -lpthread -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(filter-out -lcurl,$(PKG_LIBS)) -ldl -lpthread -lm
 
 $(BUILD)/kioskctl: $(BUILD)/src/kioskctl.o $(BUILD)/libkclient.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson)

@@ -610,7 +610,8 @@ int sync_init(struct event_base *b, const struct conf *c)
 	if (initialised)
 		sync_shutdown();
 	base = b;
-	if (http_init(b) < 0)
+	/* libcurl is loaded only when there is an endpoint to talk to */
+	if (c->endpoints && http_init(b) < 0)
 		return -1;
 	initialised = 1;
 	set_kiosk_id(c);
@@ -632,6 +633,10 @@ void sync_apply(const struct conf *c)
 
 	if (!initialised)
 		return;
+	if (c->endpoints && http_init(base) < 0) {
+		log_warnx("sync: cannot start libcurl; endpoints stay unused");
+		return;
+	}
 	set_kiosk_id(c);
 	TAILQ_FOREACH_SAFE(ep, &eps, entry, tmp)
 	{
