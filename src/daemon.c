@@ -79,6 +79,7 @@ void daemon_stop(void)
 	notify_stopping();
 	ipc_stop_listening();
 	devices_shutdown(); /* answers every request still open */
+	sync_shutdown();    /* and every remote.call */
 	ipc_shutdown();
 	event_base_loopexit(daemon_base, NULL);
 }
