@@ -988,8 +988,9 @@ static int check_submit(struct sub *s, json_t *in)
 		snprintf(s->id, sizeof(s->id), "%s", json_string_value(txn_id));
 	else
 		new_id(s->id);
-	s->type = json_incref(type);
-	s->payload = json_incref(payload);
+	/* copies: the caller may change or reuse in once this returns */
+	s->type = json_deep_copy(type);
+	s->payload = json_deep_copy(payload);
 	s->flow = flow ? strdup(json_string_value(flow)) : NULL;
 	s->final = json_is_true(final);
 	s->created = now_ms();
@@ -1102,7 +1103,10 @@ void store_report(const char *id, enum store_outcome o, const char *reason)
 
 /* ---- delivery ---- */
 
-static json_t *batch_item(sqlite3_stmt *st, char *reason, size_t rlen)
+/* One transaction of a batch body; NULL with reason when it cannot be
+ * built, *transient set when that may pass (the batch is then given up,
+ * not the row). */
+static json_t *batch_item(sqlite3_stmt *st, char *reason, size_t rlen, int *transient)
 {
 	const char *id = col_text(st, 1), *blobs = col_text(st, 5), *flow = col_text(st, 6);
 	int final = sqlite3_column_int(st, 7);
@@ -1132,8 +1136,21 @@ static json_t *batch_item(sqlite3_stmt *st, char *reason, size_t rlen)
 			void *data;
 			size_t len, b64len;
 			if (!bid || blob_get(bid, &data, &len) < 0) {
-				snprintf(reason, rlen, "blob %.64s is missing from the spool",
-				         bid ? bid : "?");
+				int e = bid ? errno : EINVAL;
+				if (e == ENOENT || e == EINVAL)
+					snprintf(reason, rlen,
+					         "blob %.64s is missing from the spool",
+					         bid ? bid : "?");
+				else if (e == EBADMSG || e == ENOKEY)
+					snprintf(reason, rlen,
+					         "blob %.64s does not decrypt with the configured "
+					         "key",
+					         bid);
+				else
+					snprintf(reason, rlen, "blob %.64s cannot be read: %s", bid,
+					         strerror(e));
+				*transient = !(e == ENOENT || e == EINVAL || e == EBADMSG ||
+				               e == ENOKEY);
 				json_decref(refs);
 				json_decref(item);
 				return NULL;
@@ -1143,6 +1160,7 @@ static json_t *batch_item(sqlite3_stmt *st, char *reason, size_t rlen)
 			free(data);
 			if (!b64) {
 				snprintf(reason, rlen, "out of memory");
+				*transient = 1;
 				json_decref(refs);
 				json_decref(item);
 				return NULL;
@@ -1170,7 +1188,7 @@ int store_take_batch(const char *endpoint, const char *kiosk_id, int max, struct
 	for (;;) {
 		struct taken *t = calloc((size_t)max, sizeof(*t));
 		json_t *arr = json_array(), *ids = json_array();
-		int n = 0, bad = 0, rc = begin();
+		int n = 0, bad = 0, transient = 0, rc = begin();
 		char reason[160];
 
 		if (rc == SQLITE_OK) {
@@ -1178,8 +1196,16 @@ int store_take_batch(const char *endpoint, const char *kiosk_id, int max, struct
 			sqlite3_bind_text(st, 1, endpoint, -1, SQLITE_STATIC);
 			sqlite3_bind_int(st, 2, max);
 			while (t && (rc = sqlite3_step(st)) == SQLITE_ROW && n + bad < max) {
-				json_t *item = batch_item(st, reason, sizeof(reason));
+				json_t *item = batch_item(st, reason, sizeof(reason), &transient);
 				t[n + bad].seq = sqlite3_column_int64(st, 0);
+				if (transient) {
+					log_err("store: transaction %s (%s): %s; batch given up "
+					        "for "
+					        "now",
+					        col_text(st, 1), col_text(st, 2), reason);
+					rc = SQLITE_IOERR_READ;
+					break;
+				}
 				if (item) {
 					json_array_append_new(arr, item);
 					json_array_append_new(ids, json_string(col_text(st, 1)));
@@ -1195,6 +1221,8 @@ int store_take_batch(const char *endpoint, const char *kiosk_id, int max, struct
 			}
 			sqlite3_reset(st);
 			rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+			if (transient)
+				rc = SQLITE_IOERR_READ;
 		}
 		for (int i = 0; rc == SQLITE_OK && t && i < n + bad; i++) {
 			if (t[i].reason) {
@@ -1220,7 +1248,8 @@ int store_take_batch(const char *endpoint, const char *kiosk_id, int max, struct
 			char why[256];
 			db_err(rc, why, sizeof(why));
 			rollback();
-			log_err("store: cannot take a batch for %s: %s", endpoint, why);
+			if (!transient)
+				log_err("store: cannot take a batch for %s: %s", endpoint, why);
 			json_decref(arr);
 			json_decref(ids);
 			return -1;

@@ -577,6 +577,28 @@ static void test_batch_missing_blob(void **state)
 	assert_string_equal(json_string_value(json_object_get(t, "state")), "failed");
 	assert_non_null(strstr(json_string_value(json_object_get(t, "reason")), "missing"));
 	json_decref(t);
+
+	/* a blob that cannot be read for now (here: a directory in its place,
+	 * EISDIR) gives the batch up and keeps the row queued */
+	char path[PATH_MAX + 100];
+	assert_int_equal(blob_put("photo", 5, blob), 0);
+	snprintf(text, sizeof(text), "{\"type\": \"x\", \"payload\": {}, \"blobs\": [\"%s\"]}",
+	         blob);
+	assert_int_equal(t_submit(text, &r), STORE_OK);
+	snprintf(path, sizeof(path), "%s/blobs/%s", t_dir, blob);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(store_take_batch("ep", "K", 16, &b), -1);
+	assert_int_equal(b.n, 0);
+	t = store_get(t_id(&r));
+	assert_string_equal(json_string_value(json_object_get(t, "state")), "queued");
+	json_decref(t);
+	assert_int_equal(store_pending("ep"), 1);
+	assert_int_equal(rmdir(path), 0);
+	assert_int_equal(blob_put("photo", 5, blob), 0);
+	assert_int_equal(store_take_batch("ep", "K", 16, &b), 0);
+	assert_int_equal(b.n, 1);
+	store_batch_free(&b);
 	t_res_clear(&r);
 }
 
