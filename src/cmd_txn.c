@@ -144,6 +144,17 @@ void cmd_queue_retry(struct call *c)
 	json_decref(t);
 }
 
+void cmd_audit_list(struct call *c)
+{
+	char why[256];
+	json_t *l = store_audit_list(c->args, why, sizeof(why));
+
+	if (!l)
+		reply_error(c->s, c->id, "bad_request", "%s: %s", c->cmd, why);
+	else
+		reply_ok(c->s, c->id, json_pack("{s:o}", "entries", l));
+}
+
 void cmd_sync_status(struct call *c)
 {
 	reply_ok(c->s, c->id,

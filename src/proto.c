@@ -220,6 +220,7 @@ static const struct command {
         {"txn.list", ROLE_UI, cmd_txn_list},
         {"queue.list", ROLE_ADMIN, cmd_queue_list},
         {"queue.retry", ROLE_ADMIN, cmd_queue_retry},
+        {"audit.list", ROLE_ADMIN, cmd_audit_list},
         {"sync.status", ROLE_UI, cmd_sync_status},
         {"sync.kick", ROLE_ADMIN, cmd_sync_kick},
         {"remote.call", ROLE_UI, cmd_remote_call},

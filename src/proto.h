@@ -27,6 +27,7 @@ void cmd_txn_get(struct call *c);
 void cmd_txn_list(struct call *c);
 void cmd_queue_list(struct call *c);
 void cmd_queue_retry(struct call *c);
+void cmd_audit_list(struct call *c);
 void cmd_sync_status(struct call *c);
 void cmd_sync_kick(struct call *c);
 void cmd_remote_call(struct call *c);

@@ -94,6 +94,9 @@ static const char *const migrations[] = {
         " cmd TEXT, flow TEXT, txn TEXT, outcome TEXT, detail TEXT);"
         "CREATE INDEX audit_ts ON audit (ts);"
         "CREATE INDEX audit_txn ON audit (txn) WHERE txn IS NOT NULL;",
+        /* v2: audit.list by flow and by device */
+        "CREATE INDEX audit_flow ON audit (flow) WHERE flow IS NOT NULL;"
+        "CREATE INDEX audit_device ON audit (device, seq);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1549,6 +1552,90 @@ json_t *store_list(json_t *filter, char *why, size_t whylen)
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		json_array_append_new(out, row_json(st, 0));
+	if (rc != SQLITE_DONE) {
+		snprintf(why, whylen, "storage error: %s", sqlite3_errmsg(S.db));
+		json_decref(out);
+		out = NULL;
+	}
+	sqlite3_finalize(st);
+	return out;
+}
+
+json_t *store_audit_list(json_t *filter, char *why, size_t whylen)
+{
+	const char *flow = NULL, *txn = NULL, *device = NULL, *k;
+	json_int_t limit = 100, before = 0;
+	json_t *v, *out;
+	char sql[512];
+	sqlite3_stmt *st;
+	int rc;
+
+	if (!S.db) {
+		snprintf(why, whylen, "the store is closed");
+		return NULL;
+	}
+	json_object_foreach(filter, k, v)
+	{
+		const char **sp = !strcmp(k, "flow")     ? &flow
+		                  : !strcmp(k, "txn")    ? &txn
+		                  : !strcmp(k, "device") ? &device
+		                                         : NULL;
+		if (sp) {
+			if (!(*sp = json_string_value(v))) {
+				snprintf(why, whylen, "%s: must be a string", k);
+				return NULL;
+			}
+		} else if (!strcmp(k, "limit") || !strcmp(k, "before")) {
+			json_int_t n = json_integer_value(v);
+			if (!json_is_integer(v) || n < 1 || (!strcmp(k, "limit") && n > 1000)) {
+				snprintf(why, whylen, "%s: must be %s", k,
+				         !strcmp(k, "limit") ? "from 1 to 1000" : "a positive seq");
+				return NULL;
+			}
+			*(!strcmp(k, "limit") ? &limit : &before) = n;
+		} else {
+			snprintf(why, whylen,
+			         "unknown filter '%.32s' (expected flow, txn, device, limit, "
+			         "before)",
+			         k);
+			return NULL;
+		}
+	}
+	snprintf(
+	        sql, sizeof(sql),
+	        "SELECT seq, ts, device, cmd, flow, txn, outcome, detail FROM audit WHERE 1%s%s%s%s"
+	        " ORDER BY seq DESC LIMIT %lld",
+	        flow ? " AND flow = :flow" : "", txn ? " AND txn = :txn" : "",
+	        device ? " AND device = :device" : "", before ? " AND seq < :before" : "",
+	        (long long)limit);
+	if (sqlite3_prepare_v2(S.db, sql, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(why, whylen, "storage error: %s", sqlite3_errmsg(S.db));
+		return NULL;
+	}
+	if (flow)
+		sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":flow"), flow, -1,
+		                  SQLITE_STATIC);
+	if (txn)
+		sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":txn"), txn, -1,
+		                  SQLITE_STATIC);
+	if (device)
+		sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":device"), device, -1,
+		                  SQLITE_STATIC);
+	if (before)
+		sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":before"), before);
+	out = json_array();
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = json_pack("{s:I,s:o}", "seq", (json_int_t)sqlite3_column_int64(st, 0),
+		                        "ts", ts_json(sqlite3_column_int64(st, 1)));
+		static const char *const cols[] = {NULL,   NULL,  "device",  "cmd",
+		                                   "flow", "txn", "outcome", "detail"};
+		for (int i = 2; i < 8; i++)
+			if (sqlite3_column_type(st, i) != SQLITE_NULL)
+				json_object_set_new(
+				        row, cols[i],
+				        json_string((const char *)sqlite3_column_text(st, i)));
+		json_array_append_new(out, row);
+	}
 	if (rc != SQLITE_DONE) {
 		snprintf(why, whylen, "storage error: %s", sqlite3_errmsg(S.db));
 		json_decref(out);

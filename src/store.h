@@ -84,6 +84,12 @@ json_t *store_unfinished_flows(void);
 void store_audit(const char *device, const char *cmd, const char *flow, const char *txn,
                  const char *outcome, const char *detail);
 
+/* audit.list: the journal, newest first; filter {"flow"?, "txn"?,
+ * "device"?, "limit"? (default 100, max 1000), "before"? (a seq)}.
+ * [{"seq", "ts", "device", "cmd", "flow"?, "txn"?, "outcome", "detail"?}];
+ * NULL with why on a bad filter. */
+json_t *store_audit_list(json_t *filter, char *why, size_t whylen);
+
 /* ---- the narrow interface sync uses (docs/delivery.md) ---- */
 struct store_batch {
 	int n;

@@ -31,7 +31,7 @@ static void test_open_schema(void **state)
 	(void)state;
 	assert_int_equal(store_open(t_base, &t_conf), 0);
 	sqlite3 *db = t_raw();
-	assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 1);
+	assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 2);
 	/* WAL, and the tables and indexes the issue names */
 	char *mode = NULL;
 	sqlite3_stmt *st;
@@ -861,9 +861,12 @@ static void test_migrate_v0(void **state)
 		assert_int_equal(store_open(t_base, &t_conf), 0);
 		assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
 		db = t_raw();
-		assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 1);
+		assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 2);
 		assert_int_equal(t_raw_int(db, "SELECT count(*) FROM meta WHERE key = "
 		                               "'migrated_v1'"),
+		                 1);
+		assert_int_equal(t_raw_int(db, "SELECT count(*) FROM meta WHERE key = "
+		                               "'migrated_v2'"),
 		                 1);
 		sqlite3_close(db);
 		store_close();
@@ -871,6 +874,37 @@ static void test_migrate_v0(void **state)
 		assert_int_equal(store_open(t_base, &t_conf), 0);
 		store_close();
 	}
+	t_res_clear(&r);
+}
+
+/* A v1 database (as kioskd 0.1 wrote it, with rows) gains v2's audit
+ * indexes and keeps its rows. */
+static void test_migrate_v1_to_v2(void **state)
+{
+	(void)state;
+	struct t_res r = {0};
+	sqlite3 *db;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {\"n\": 1}}", &r), STORE_OK);
+	store_close();
+	assert_int_equal(sqlite3_open(t_db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "DROP INDEX audit_flow; DROP INDEX audit_device;"
+	                              "DELETE FROM meta WHERE key = 'migrated_v2';"
+	                              "PRAGMA user_version = 1",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	db = t_raw();
+	assert_int_equal(t_raw_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
+	                               "('audit_flow', 'audit_device')"),
+	                 2);
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM transactions"), 1);
+	sqlite3_close(db);
+	store_close();
 	t_res_clear(&r);
 }
 
@@ -901,7 +935,7 @@ static void test_future_version_refused(void **state)
 	close(fd);
 	log_setlevel(LOG_CRIT);
 	assert_int_equal(rc, -1);
-	assert_true(t_file_has(path, "schema version 7 is newer than this kioskd knows (1)"));
+	assert_true(t_file_has(path, "schema version 7 is newer than this kioskd knows (2)"));
 	/* left as it was: not moved aside, not changed */
 	snprintf(path, sizeof(path), "%s.corrupt-*", t_db);
 	assert_int_equal(glob(path, 0, NULL, &g), GLOB_NOMATCH);
@@ -1708,7 +1742,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_audit, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_sending_requeued, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_migrate_v0, t_setup, t_teardown),
-	        cmocka_unit_test_setup_teardown(test_future_version_refused, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_migrate_v1_to_v2, t_setup, t_teardown),
+        cmocka_unit_test_setup_teardown(test_future_version_refused, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_corrupt_garbage, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_corrupt_page, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_corrupt_truncated, t_setup, t_teardown),
