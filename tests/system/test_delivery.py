@@ -699,6 +699,24 @@ def test_4xx_for_a_batch_fails_only_one_item(kd, ep):
     assert counts(ui)["failed"] == 0
 
 
+def test_reload_with_a_batch_in_flight(kd, ep):
+    """A reload that changes the endpoint while a batch is on the wire: the
+    batch is abandoned and its transactions go out again at once from the
+    new endpoint (no stall until the next submission)."""
+    d = kd(conf(ep_conf(ep, batch_size=10)))
+    ui = d.client()
+    ep.fault("hang", count=1, path="/transactions")
+    acked = submit_burst(ui, 3)
+    wait_until(lambda: [r["status"] for r in delivered_requests(ep)] == ["hang"], 3, "the batch at the endpoint")
+    assert endpoint_status(ui)["inflight"] == 1
+    d.write_conf(conf(ep_conf(ep, batch_size=5)))
+    t0 = time.monotonic()
+    d.admin().ok("config.reload")
+    wait_delivered(ui, acked, timeout=3)
+    assert time.monotonic() - t0 < 1.0 * SLOW
+    assert_exactly_once(ep, acked)
+
+
 # ---------------------------------------------------------------- 4. TLS
 
 TLS_CASES = {
