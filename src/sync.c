@@ -645,8 +645,15 @@ void sync_apply(const struct conf *c)
 			log_info("endpoint %s: removed", ep->h.name);
 			ep_free(ep);
 		} else if (!ep_same(ep, ce)) {
+			/* batches aborted here, or retried just before, are queued
+			 * again only by the store's next commit: the new endpoint
+			 * must look again until then, else they wait for the next
+			 * submission */
+			int watch = ep->inflight > 0 || now_s() < ep->requeued_until;
 			log_info("endpoint %s: changed", ep->h.name);
 			ep_free(ep);
+			if (watch && (ep = ep_new(ce)))
+				requeued(ep);
 		} else if (http_endpoint_load_secrets(&ep->h) == 0 && !ep->waiting) {
 			/* unchanged; a fixed token file counts at once */
 			event_active(ep->kick, EV_TIMEOUT, 1);
