@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -39,15 +38,16 @@ FAST = dict(startup_delay_ms=0, backoff_min_ms=20, backoff_max_ms=200)
 
 # ---------------------------------------------------------------- helpers
 
-def config(ep=None, store=None, routes=None, devices="", **daemon):
+def config(ep=None, store=None, routes=None, devices="", ep_opts=None, **daemon):
     """kioskd.conf: [daemon] (kiosk_id K0001), [store], [endpoint main]
-    pointing at ep with FAST timings, [route] (default * = main)."""
+    pointing at ep with FAST timings (ep_opts: more keys, or others),
+    [route] (default * = main)."""
     daemon.setdefault("kiosk_id", "K0001")
     text = daemon_section(**daemon)
     if store:
         text += "[store]\n" + "".join("%s = %s\n" % kv for kv in store.items()) + "\n"
     if ep is not None:
-        text += ep.conf("main", **FAST) + "\n"
+        text += ep.conf("main", **dict(FAST, **(ep_opts or {}))) + "\n"
         if routes is None:
             routes = {"*": "main"}
     if routes:
