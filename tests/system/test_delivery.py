@@ -181,9 +181,7 @@ def wait_counts(c, timeout=10.0, what="queue counts", **want):
 
 
 def txn_states(c):
-    """{txn_id: txn.list entry} of every transaction in the store.  Pages
-    by the last txn_id of a full page (the reply has no "next", although
-    docs/protocol.md says it has)."""
+    """{txn_id: txn.list entry} of every transaction in the store, page by page."""
     out, before = {}, None
     while True:
         args = {"limit": 1000}
@@ -417,6 +415,8 @@ TRANSIENT_FAULTS = [
     ("huge", {"bytes": 2 << 20}, True),
     ("close", {}, True),
     ("500", {"apply": True}, True),
+    ("302", {}, False),
+    ("307", {}, False),
 ]
 
 
@@ -1016,29 +1016,50 @@ def test_token_and_hmac_delivered(kd, mk_ep):
 
 
 @pytest.mark.parametrize("what", ["token", "hmac"])
-def test_wrong_credentials_401(kd, mk_ep, what):
+def test_wrong_credentials_401_keep_the_queue(kd, mk_ep, what):
     """A wrong token or HMAC key gets 401 for every batch.  docs/delivery.md:
-    "other 4xx: for a batch of one: that transaction `failed`"; 401 is not
-    listed among the transient answers (408, 429, 5xx)."""
+    "401, 403, 407: the kiosk's credentials are refused: the endpoint is
+    `down` and everything stays `queued`" -- not `failed` one by one."""
     ep = mk_ep(token="right-token", hmac_key="right-key")
     wrong = os.path.join(ep.workdir, "wrong")
     with open(wrong, "w") as f:
         f.write("wrong-secret\n")
     os.chmod(wrong, 0o600)
-    good = ep_conf(ep, backoff_max_ms=300)
-    bad = good.replace(ep.token_file if what == "token" else ep.hmac_key_file, wrong)
-    d = kd(conf(bad))
+    good = ep_conf(ep, backoff_max_ms=200, batch_size=10)
+    d = kd(conf(good.replace(ep.token_file if what == "token" else ep.hmac_key_file, wrong)))
     ui = d.client()
-    acked = submit(ui, 1)
+    ev = subscribe(d)
+    acked = submit_burst(ui, 4)
     tid = next(iter(acked))
-    wait_until(lambda: any(r["status"] == 401 for r in delivered_requests(ep)), 5, "a 401")
-    wait_until(lambda: ui.ok("txn.get", args={"txn_id": tid})["attempts"] >= 3
-               or ui.ok("txn.get", args={"txn_id": tid})["state"] == "failed", 5, "settled")
-    t = ui.ok("txn.get", args={"txn_id": tid})
+    wait_until(lambda: ui.ok("txn.get", args={"txn_id": tid})["attempts"] >= 4, 5, "retries")
+    reqs = delivered_requests(ep)
+    assert reqs and all(r["status"] == 401 for r in reqs), reqs
+    # the whole batch each time, not isolated item by item
+    assert {r.get("key") for r in reqs} == {batch_key(list(acked))}, reqs
+    q = counts(ui)
+    assert q["failed"] == 0 and q["delivered"] == 0 and q["queued"] + q["sending"] == 4, q
+    st = endpoint_status(ui)
+    assert st["state"] == "down" and "401" in st["last_error"], st
     assert ep.applied_ids() == {}
-    assert t["state"] == "failed" and "401" in t.get("reason", ""), (
-        "docs/delivery.md says a 4xx other than 408/429 fails a batch of one; kioskd keeps it %s "
-        "(attempts %d, sync.status %r)" % (t["state"], t["attempts"], endpoint_status(ui)))
+    assert events(ev, "sync.rejected") == []
+    assert len(sync_warnings(d)) == 1, sync_warnings(d)
+    assert "wrong-secret" not in d.log()
+
+
+@pytest.mark.parametrize("status", ["403", "407"])
+def test_403_407_keep_the_queue(kd, ep, status):
+    d = kd(conf(ep_conf(ep, backoff_max_ms=200, batch_size=10)))
+    ui = d.client()
+    ep.fault(status, path="/transactions")
+    acked = submit_burst(ui, 3)
+    wait_until(lambda: len(delivered_requests(ep)) >= 3, 5, "retries")
+    assert all(r["items"] == 3 for r in delivered_requests(ep))
+    q = counts(ui)
+    assert q["failed"] == 0 and q["delivered"] == 0, q
+    assert endpoint_status(ui)["state"] == "down"
+    ep.fault(None)
+    wait_delivered(ui, acked, timeout=3)
+    assert_exactly_once(ep, acked)
 
 
 @pytest.mark.parametrize("what", ["token", "hmac"])
