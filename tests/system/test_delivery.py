@@ -19,7 +19,7 @@ import os
 import random
 import re
 import shutil
-import socket
+import sys
 import tempfile
 import threading
 import time
@@ -29,11 +29,7 @@ import pytest
 import kiosk
 from kiosk import SLOW, daemon_section, run_kioskd, wait_until
 
-sys_path = os.path.join(kiosk.REPO, "tests", "endpoint")
-import sys  # noqa: E402
-
-if sys_path not in sys.path:
-    sys.path.insert(0, sys_path)
+sys.path.insert(0, os.path.join(kiosk.REPO, "tests", "endpoint"))
 from endpoint import Endpoint, batch_key  # noqa: E402
 
 # Small backoff so that faults cost little time.
@@ -957,8 +953,6 @@ def test_wall_clock_jump_during_outage(kd, ep, jump):
     bmax = 600
     d = kd(conf(ep_conf(ep, backoff_min_ms=100, backoff_max_ms=bmax)), env=faketime_env(rc))
     ui = d.client()
-    year = ui.ok("status")["daemon"]  # the daemon answers under libfaketime
-    assert year
     ep.down()
     acked = submit(ui, 3)
     tid = next(iter(acked))
@@ -973,7 +967,6 @@ def test_wall_clock_jump_during_outage(kd, ep, jump):
     window = 1.5
     before = rate(window)
     set_clock(rc, jump)
-    wait_until(lambda: ui.ok("txn.list", args={"limit": 1})["transactions"] is not None, 1, "")
     after = rate(window)
     # the jump is seen by the daemon's wall clock
     t = submit(ui, 1, tag="after-jump")
