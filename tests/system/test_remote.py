@@ -86,6 +86,10 @@ def test_results(kd, ep):
     assert ok(remote(ui, "/eligibility", {}))["body"]["eligible"] is True
     assert ok(remote(ui, "/eligibility", {"deny": "quota used"}))["body"] == {"eligible": False,
                                                                             "reason": "quota used"}
+    # without token_file and hmac_key_file no such header goes out
+    assert ok(remote(ui, "/whoami", {}))["body"] == {"client_cn": "kiosk-0001", "kiosk_id": "K0001",
+                                                   "idempotency_key": None, "authorized": False,
+                                                   "signed": False}
     # no body: {} is sent
     assert ok(remote(ui, "/echo")) == {"status": 200, "body": {}}
     # an answer that is not JSON comes back as a string
