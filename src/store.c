@@ -144,9 +144,10 @@ static const char *const stmt_sql[S_N] = {
                    "ON CONFLICT (flow) DO UPDATE SET final = max(final, excluded.final)",
         [S_AUDIT] = "INSERT INTO audit (ts, device, cmd, flow, txn, outcome, detail) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        /* from sending, else from failed: run with each (the counts follow) */
         [S_DELIVERED] = "UPDATE transactions SET state = 'delivered', delivered = ?, "
                         "reason = NULL, next_attempt = NULL "
-                        "WHERE id = ? AND state IN ('sending', 'failed')",
+                        "WHERE id = ? AND state = ?",
         [S_RETRY_SENDING] = "UPDATE transactions SET state = 'queued' "
                             "WHERE id = ? AND state = 'sending' RETURNING endpoint",
         [S_FAIL_SENDING] = "UPDATE transactions SET state = 'failed', reason = ?, "
@@ -164,8 +165,9 @@ static const char *const stmt_sql[S_N] = {
                   "attempts, next_attempt, created, delivered, purged FROM transactions "
                   "WHERE id = ?",
         [S_COUNT] = "SELECT count(*) FROM transactions WHERE state = ?",
-        [S_OLDEST] = "SELECT created FROM transactions WHERE state = 'queued' "
-                     "ORDER BY seq LIMIT 1",
+        /* the oldest queued row through txn_state (state, seq): no scan */
+        [S_OLDEST] = "SELECT created FROM transactions WHERE seq = "
+                     "(SELECT min(seq) FROM transactions WHERE state = 'queued')",
         [S_STATE_OF] = "SELECT state, endpoint FROM transactions WHERE id = ?",
         [S_RETRY_FAILED] = "UPDATE transactions SET state = 'queued', reason = NULL, "
                            "next_attempt = NULL WHERE id = ? AND state = 'failed'",
@@ -181,6 +183,9 @@ static const char *const stmt_sql[S_N] = {
                         "WHERE b.blob = ? AND t.purged = 0 LIMIT 1",
         [S_SEQ_OF] = "SELECT seq FROM transactions WHERE id = ?",
 };
+
+/* The states' names, in the order of enum txn_state. */
+static const char *const state_names[] = {"queued", "sending", "delivered", "failed"};
 
 /* A submission waiting for the group commit. */
 struct sub {
@@ -214,6 +219,7 @@ struct report {
 	int64_t ts;
 	char *endpoint; /* of a row that went back to queued */
 	int requeued;
+	int from; /* the state the row left (enum txn_state), -1: none */
 };
 
 struct audit {
@@ -245,6 +251,12 @@ static struct {
 	struct audit *auds, **auds_tail;
 	int naudits;
 	struct pending *pending;
+	/* Rows per state (enum txn_state), counted once at open and then
+	 * moved by every state change the store commits, only once its
+	 * COMMIT succeeded; counted 0: not known (the count failed), counted
+	 * again on the next store_counts. */
+	int64_t counts[4];
+	int counted;
 	unsigned long commits;
 } S;
 
@@ -421,6 +433,15 @@ static void pending_add(const char *endpoint, int64_t n)
 	struct pending *p;
 	if (endpoint && (p = pending_find(endpoint)))
 		p->n += n;
+}
+
+/* n rows committed from one state to another (-1: none, a new row). */
+static void counts_move(int from, int to, int64_t n)
+{
+	if (from >= 0)
+		S.counts[from] -= n;
+	if (to >= 0)
+		S.counts[to] += n;
 }
 
 static void pending_forget(void)
@@ -708,15 +729,28 @@ static int apply_sub(struct sub *s, int64_t *first_new)
  * follow. */
 static int apply_report(struct report *r)
 {
+	static const enum txn_state delivered_from[] = {TXN_SENDING, TXN_FAILED};
 	sqlite3_stmt *st;
 	int rc;
 
+	/* set again on every try: a failed commit applies it once more */
+	r->from = -1;
+	r->requeued = 0;
 	switch (r->o) {
 	case OUT_DELIVERED:
-		st = stmt(S_DELIVERED);
-		sqlite3_bind_int64(st, 1, r->ts);
-		sqlite3_bind_text(st, 2, r->id, -1, SQLITE_STATIC);
-		return run(S_DELIVERED);
+		for (size_t i = 0; i < 2; i++) {
+			st = stmt(S_DELIVERED);
+			sqlite3_bind_int64(st, 1, r->ts);
+			sqlite3_bind_text(st, 2, r->id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, state_names[delivered_from[i]], -1, SQLITE_STATIC);
+			if ((rc = run(S_DELIVERED)) != SQLITE_OK)
+				return rc;
+			if (sqlite3_changes(S.db) > 0) {
+				r->from = (int)delivered_from[i];
+				break;
+			}
+		}
+		return SQLITE_OK;
 	case OUT_RETRY:
 		st = stmt(S_RETRY_SENDING);
 		sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
@@ -726,6 +760,7 @@ static int apply_report(struct report *r)
 		if (rc == SQLITE_ROW) {
 			r->endpoint = xstrdup(col_text(st, 0));
 			r->requeued = 1;
+			r->from = TXN_SENDING;
 			rc = sqlite3_step(st);
 		}
 		sqlite3_reset(st);
@@ -734,7 +769,9 @@ static int apply_report(struct report *r)
 		st = stmt(S_FAIL_SENDING);
 		sqlite3_bind_text(st, 1, r->reason ? r->reason : "rejected", -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, r->id, -1, SQLITE_STATIC);
-		return run(S_FAIL_SENDING);
+		if ((rc = run(S_FAIL_SENDING)) == SQLITE_OK && sqlite3_changes(S.db) > 0)
+			r->from = TXN_SENDING;
+		return rc;
 	}
 	return SQLITE_OK;
 }
@@ -799,15 +836,23 @@ static void commit_now(void)
 	}
 
 	if (err == STORE_OK) {
-		/* the pending counts follow what was committed */
+		/* the pending and state counts follow what was committed */
 		for (struct sub *s = subs; s; s = s->next)
-			if (s->inserted)
+			if (s->inserted) {
 				pending_add(s->endpoint, 1);
+				counts_move(-1, TXN_QUEUED, 1);
+			}
 		while (reps) {
 			struct report *r = reps;
 			reps = r->next;
 			if (r->requeued)
 				pending_add(r->endpoint, 1);
+			if (r->from >= 0)
+				counts_move(r->from,
+				            r->o == OUT_DELIVERED ? TXN_DELIVERED
+				            : r->o == OUT_FAILED  ? TXN_FAILED
+				                                  : TXN_QUEUED,
+				            1);
 			report_free(r);
 		}
 		while (auds) {
@@ -1258,6 +1303,8 @@ int store_take_batch(const char *endpoint, const char *kiosk_id, int max, struct
 			return -1;
 		}
 		pending_add(endpoint, -(n + bad));
+		counts_move(TXN_QUEUED, TXN_SENDING, n);
+		counts_move(TXN_QUEUED, TXN_FAILED, bad);
 		if (n == 0) {
 			json_decref(arr);
 			json_decref(ids);
@@ -1425,8 +1472,6 @@ static int parse_time(json_t *v, int64_t *ms)
 	*ms = ((int64_t)timegm(&tm) - off) * 1000 + frac;
 	return 0;
 }
-
-static const char *const state_names[] = {"queued", "sending", "delivered", "failed"};
 
 static int state_ok(const char *s)
 {
@@ -1645,18 +1690,41 @@ json_t *store_audit_list(json_t *filter, char *why, size_t whylen)
 	return out;
 }
 
+/* Count the rows of every state (at open, where the counts start).  0,
+ * or -1 when a count failed (those read 0; S.counted stays 0). */
+static int counts_load(void)
+{
+	int ok = 1;
+
+	for (size_t i = 0; i < 4; i++) {
+		sqlite3_stmt *st = stmt(S_COUNT);
+		sqlite3_bind_text(st, 1, state_names[i], -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		S.counts[i] = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		ok &= rc == SQLITE_ROW;
+		sqlite3_reset(st);
+	}
+	S.counted = ok;
+	if (!ok)
+		log_err("store %s: cannot count the transactions: %s", S.path,
+		        sqlite3_errmsg(S.db));
+	return ok ? 0 : -1;
+}
+
+/* From memory: the per-state counts kept since open, and one indexed
+ * lookup for the oldest queued row (none when nothing is queued). */
 json_t *store_counts(void)
 {
 	json_t *o = json_object();
 
 	if (!S.db)
 		return o;
-	for (size_t i = 0; i < 4; i++) {
-		sqlite3_bind_text(stmt(S_COUNT), 1, state_names[i], -1, SQLITE_STATIC);
-		json_object_set_new(o, state_names[i], json_integer(count_of(S_COUNT)));
-	}
+	if (!S.counted)
+		counts_load();
+	for (size_t i = 0; i < 4; i++)
+		json_object_set_new(o, state_names[i], json_integer(S.counts[i]));
 	sqlite3_stmt *st = stmt(S_OLDEST);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if ((!S.counted || S.counts[TXN_QUEUED] > 0) && sqlite3_step(st) == SQLITE_ROW) {
 		int64_t age = (now_ms() - sqlite3_column_int64(st, 0)) / 1000;
 		json_object_set_new(o, "oldest_queued_s", json_integer(age > 0 ? age : 0));
 	} else {
@@ -1700,7 +1768,10 @@ int store_retry(const char *id, char *why, size_t whylen)
 		return -1;
 	}
 	S.commits++;
-	pending_add(endpoint, 1);
+	if (sqlite3_changes(S.db) > 0) {
+		pending_add(endpoint, 1);
+		counts_move(TXN_FAILED, TXN_QUEUED, 1);
+	}
 	log_info("store: transaction %s queued again by an admin", id);
 	free(endpoint);
 	return 0;
@@ -2178,11 +2249,11 @@ int store_open(struct event_base *base, const struct conf *c)
 		evtimer_add(S.purge_ev, &hour);
 	}
 	store_purge();
-	stmt(S_COUNT);
-	sqlite3_bind_text(S.st[S_COUNT], 1, "queued", -1, SQLITE_STATIC);
-	int64_t queued = count_of(S_COUNT);
+	/* after the recovery above; from here on every committed state
+	 * change moves them */
+	counts_load();
 	log_info("store %s open (schema %d): %lld queued", S.path, SCHEMA_VERSION,
-	         (long long)queued);
+	         (long long)S.counts[TXN_QUEUED]);
 	return 0;
 }
 
@@ -2214,6 +2285,8 @@ void store_close(void)
 	S.auds_tail = &S.auds;
 	S.naudits = 0;
 	pending_forget();
+	memset(S.counts, 0, sizeof(S.counts));
+	S.counted = 0;
 	close_db();
 	crypt_wipe(S.key, sizeof(S.key));
 	S.have_key = 0;

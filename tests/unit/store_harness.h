@@ -179,6 +179,56 @@ static UNUSED long long t_raw_int(sqlite3 *db, const char *sql)
 	return v;
 }
 
+/* What the store's own connection runs between t_trace_start() and
+ * t_trace_stop(), through sqlite3_trace_v2: statements started, their
+ * text, and the work they did (virtual machine steps, steps of full
+ * scans, sorts), from SQLite's own counters, so no timing is involved. */
+#define T_TRACE_SQL_MAX 8
+static struct {
+	int stmts;
+	char sql[T_TRACE_SQL_MAX][256];
+	long long vm_steps, fullscan_steps, sorts;
+} t_trace;
+
+static UNUSED int t_trace_cb(unsigned type, void *ctx, void *p, void *x)
+{
+	sqlite3_stmt *st = p;
+	(void)ctx;
+	if (type == SQLITE_TRACE_STMT) {
+		const char *sql = x;
+		if (sql && !strncmp(sql, "--", 2))
+			return 0; /* a trigger's, part of its statement */
+		if (t_trace.stmts < T_TRACE_SQL_MAX)
+			snprintf(t_trace.sql[t_trace.stmts], sizeof(t_trace.sql[0]), "%s",
+			         sql ? sql : "");
+		t_trace.stmts++;
+		/* count this run only: the statements are prepared once */
+		sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 1);
+		sqlite3_stmt_status(st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
+		sqlite3_stmt_status(st, SQLITE_STMTSTATUS_SORT, 1);
+	} else if (type == SQLITE_TRACE_PROFILE) {
+		t_trace.vm_steps += sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0);
+		t_trace.fullscan_steps +=
+		        sqlite3_stmt_status(st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+		t_trace.sorts += sqlite3_stmt_status(st, SQLITE_STMTSTATUS_SORT, 0);
+	}
+	return 0;
+}
+
+static UNUSED void t_trace_start(void)
+{
+	memset(&t_trace, 0, sizeof(t_trace));
+	assert_non_null(store_sqlite());
+	assert_int_equal(sqlite3_trace_v2(store_sqlite(), SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE,
+	                                  t_trace_cb, NULL),
+	                 SQLITE_OK);
+}
+
+static UNUSED void t_trace_stop(void)
+{
+	sqlite3_trace_v2(store_sqlite(), 0, NULL, NULL);
+}
+
 /* Whole file in memory (NULL and *len 0 when it does not exist). */
 static UNUSED char *t_slurp(const char *path, size_t *len)
 {

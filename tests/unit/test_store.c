@@ -1603,6 +1603,348 @@ static void bulk(int n, int group, const char *ep)
 	free(r);
 }
 
+/* ---- per-state counts, kept in memory ---- */
+
+static const char *const t_states[] = {"queued", "sending", "delivered", "failed"};
+static const enum store_outcome t_outcomes[] = {OUT_DELIVERED, OUT_RETRY, OUT_FAILED};
+
+/* store_counts against COUNT(*) per state on a separate connection (it
+ * sees only what is committed), and store_pending against the queued rows
+ * per endpoint. */
+static void t_check_counts(sqlite3 *raw, const char *when, int step)
+{
+	json_t *c = store_counts();
+	long long queued = 0;
+	char sql[160];
+
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM transactions WHERE state = '%s'",
+		         t_states[i]);
+		long long want = t_raw_int(raw, sql);
+		json_t *got = json_object_get(c, t_states[i]);
+		if (!json_is_integer(got) || json_integer_value(got) != want)
+			fail_msg("%s (step %d): store_counts says %s %lld, the table %lld", when,
+			         step, t_states[i], (long long)json_integer_value(got), want);
+		if (i == 0)
+			queued = want;
+	}
+	json_t *oldest = json_object_get(c, "oldest_queued_s");
+	if (queued ? !json_is_integer(oldest) : !json_is_null(oldest))
+		fail_msg("%s (step %d): oldest_queued_s %s with %lld queued", when, step,
+		         json_is_null(oldest) ? "null" : "set", queued);
+	json_decref(c);
+	static const char *const eps[] = {"ep", "ep2"};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(sql, sizeof(sql),
+		         "SELECT count(*) FROM transactions WHERE state = 'queued' AND endpoint = "
+		         "'%s'",
+		         eps[i]);
+		long long want = t_raw_int(raw, sql);
+		if (store_pending(eps[i]) != want)
+			fail_msg("%s (step %d): store_pending(%s) %lld, the table %lld", when, step,
+			         eps[i], (long long)store_pending(eps[i]), want);
+	}
+}
+
+#define T_IDS_MAX 4096
+
+struct t_model {
+	char (*taken)[64]; /* every id a batch took, also after it was reported */
+	int ntaken;
+	char blobs[16][BLOB_ID_SIZE];
+	int nblobs, nblob_made;
+	int submitted, refused;
+};
+
+/* A group of 1 to 6 submissions in one commit, with whatever reports are
+ * waiting: new rows (endpoint ep, ep2 or none), a reused txn_id with the
+ * same content (idempotent) or another (refused), invalid ones, rows
+ * with a blob.  *full is set when the commit ran out of room. */
+static void t_random_submits(struct t_model *m, int *full)
+{
+	struct t_res r[6];
+	int k = 1 + rand() % 6;
+	static const char *const eps[] = {"ep", "ep2", NULL};
+
+	memset(r, 0, sizeof(r));
+	for (int i = 0; i < k; i++) {
+		json_t *in;
+		int kind = rand() % 10;
+		if (kind == 0) {
+			in = json_pack("{s:s, s:{}}", "type", "Bad Type", "payload");
+		} else if (kind <= 2) {
+			/* a reused txn_id: same content, or (1 in 4) other content */
+			int d = rand() % 20;
+			char id[32];
+			snprintf(id, sizeof(id), "dup-%d", d);
+			in = json_pack("{s:s, s:s, s:{s:i}}", "txn_id", id, "type", "dup",
+			               "payload", "d", rand() % 4 ? d : -1);
+		} else if (kind == 3 && m->nblobs < 16) {
+			char data[32], *b = m->blobs[m->nblobs];
+			int len = snprintf(data, sizeof(data), "blob-%d", m->nblob_made++);
+			assert_int_equal(blob_put(data, (size_t)len, b), 0);
+			m->nblobs++;
+			in = json_pack("{s:s, s:{}, s:[s]}", "type", "withblob", "payload", "blobs",
+			               b);
+		} else {
+			in = json_pack("{s:s, s:{s:i}}", "type", "x", "payload", "n", rand());
+		}
+		store_submit(in, eps[rand() % 3], t_done, &r[i]);
+		json_decref(in);
+	}
+	t_spin(&r[k - 1].called, 1);
+	for (int i = 0; i < k; i++) {
+		assert_int_equal(r[i].called, 1);
+		if (r[i].err == STORE_OK)
+			m->submitted++;
+		else
+			m->refused++;
+		if (r[i].err == STORE_EFULL)
+			*full = 1;
+		t_res_clear(&r[i]);
+	}
+}
+
+static void t_random_take(struct t_model *m)
+{
+	struct store_batch b;
+	int rc = store_take_batch(rand() % 2 ? "ep" : "ep2", "K", 1 + rand() % 8, &b);
+	for (int i = 0; rc == 0 && i < b.n && m->ntaken < T_IDS_MAX; i++)
+		snprintf(m->taken[m->ntaken++], sizeof(m->taken[0]), "%s", b.ids[i]);
+	store_batch_free(&b);
+}
+
+/* Reports of every outcome for ids taken at some point (so also for rows
+ * reported before, or queued again, or failed) and for no row at all. */
+static void t_random_reports(struct t_model *m)
+{
+	int k = 1 + rand() % 5;
+	for (int i = 0; i < k; i++) {
+		const char *id = m->ntaken && rand() % 8 ? m->taken[rand() % m->ntaken] : "nope";
+		int o = rand() % 3;
+		store_report(id, t_outcomes[o], o == 2 ? "rejected by the test" : NULL);
+	}
+}
+
+/* One random step; *full as for t_random_submits. */
+static void t_random_step(struct t_model *m, int *full)
+{
+	char why[200];
+	int op = rand() % 100;
+
+	if (op < 35) {
+		t_random_submits(m, full);
+	} else if (op < 55) {
+		t_random_take(m);
+	} else if (op < 78) {
+		t_random_reports(m);
+		if (rand() % 2) /* else they ride a later commit */
+			event_base_loop(t_base, EVLOOP_NONBLOCK);
+	} else if (op < 90) {
+		if (m->ntaken)
+			store_retry(m->taken[rand() % m->ntaken], why, sizeof(why));
+	} else if (op < 94) {
+		/* a blob gone: the rows using it fail when a batch takes them */
+		if (m->nblobs) {
+			int i = rand() % m->nblobs;
+			blob_remove(m->blobs[i]);
+			memmove(m->blobs[i], m->blobs[m->nblobs - 1], BLOB_ID_SIZE);
+			m->nblobs--;
+		}
+	} else if (op < 97) {
+		store_purge(); /* no state changes, but commits */
+	} else {
+		store_audit("printer", "print", NULL, NULL, "ok", NULL);
+		event_base_loop(t_base, EVLOOP_NONBLOCK);
+	}
+}
+
+static void t_random_steps(struct t_model *m, sqlite3 *raw, int n, const char *phase)
+{
+	for (int i = 0; i < n; i++) {
+		int full = 0;
+		t_random_step(m, &full);
+		assert_false(full);
+		t_check_counts(raw, phase, i);
+	}
+}
+
+/* After a long random run of submissions, batches, reports of every
+ * outcome, retries, failed commits (disk full, database locked) and
+ * reopenings, store_counts (kept in memory) is what COUNT(*) per state
+ * says. */
+static void test_counts_follow_the_table(void **state)
+{
+	(void)state;
+	struct t_model m;
+	const char *e = getenv("STORE_COUNTS_SEED");
+	unsigned seed = e ? (unsigned)atol(e) : (unsigned)time(NULL);
+	char why[200];
+
+	print_message("    seed %u (STORE_COUNTS_SEED to replay)\n", seed);
+	srand(seed);
+	memset(&m, 0, sizeof(m));
+	m.taken = calloc(T_IDS_MAX, sizeof(*m.taken));
+	assert_non_null(m.taken);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	sqlite3 *raw = t_raw();
+	t_check_counts(raw, "empty", 0);
+	t_random_steps(&m, raw, 400, "random");
+
+	/* disk full: a commit carrying reports and submissions fails whole;
+	 * the counts do not move, and do once space comes back */
+	for (int i = 0; i < 10; i++)
+		t_random_take(&m);
+	long long pages = t_raw_int(store_sqlite(), "PRAGMA page_count");
+	char sql[80], big[8192];
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", pages);
+	t_raw_int(store_sqlite(), sql);
+	int len = snprintf(big, sizeof(big), "{\"type\": \"x\", \"payload\": {\"big\": \"");
+	memset(big + len, 'b', 6000);
+	strcpy(big + len + 6000, "\"}}");
+	struct t_res r = {0};
+	for (int i = 0; i < m.ntaken; i++)
+		store_report(m.taken[i], t_outcomes[i % 3], "full");
+	assert_int_equal(t_submit(big, &r), STORE_EFULL);
+	t_check_counts(raw, "disk full", 0);
+	/* more of everything while full: whatever fails must not count */
+	for (int i = 0; i < 60; i++) {
+		int full = 0;
+		t_random_step(&m, &full);
+		if (i % 4 == 0 && t_submit(big, &r) != STORE_EFULL)
+			fail_msg("a large submission fitted in a full database");
+		t_check_counts(raw, "disk full", i);
+	}
+	t_raw_int(store_sqlite(), "PRAGMA max_page_count = 1073741823");
+	assert_int_equal(t_submit(big, &r), STORE_OK);
+	t_check_counts(raw, "space back", 0);
+
+	/* the database locked by another connection: BEGIN fails (busy), so
+	 * the group commit, a batch and a retry fail; nothing counts */
+	sqlite3 *lock = t_raw();
+	assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(store_sqlite(), 0);
+	t_random_reports(&m);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_EIO);
+	struct store_batch b;
+	assert_int_equal(store_take_batch("ep", "K", 10, &b), -1);
+	for (int i = 0; i < m.ntaken; i++)
+		assert_int_not_equal(store_retry(m.taken[i], why, sizeof(why)), 0);
+	t_check_counts(raw, "locked", 0);
+	assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(lock);
+	sqlite3_busy_timeout(store_sqlite(), 2000);
+	assert_int_equal(t_submit("{\"type\": \"x\", \"payload\": {}}", &r), STORE_OK);
+	t_check_counts(raw, "unlocked", 0);
+	t_random_steps(&m, raw, 200, "after the failures");
+
+	/* close with rows out (sending) and reports waiting, open again:
+	 * the waiting reports are committed at close, the rows still sending
+	 * go back to queued */
+	for (int i = 0; i < 5; i++)
+		t_random_take(&m);
+	t_random_reports(&m);
+	store_close();
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	t_check_counts(raw, "reopened", 0);
+	/* rows a crash left sending (written here while the store is closed) */
+	store_close();
+	assert_int_equal(sqlite3_exec(raw,
+	                              "UPDATE transactions SET state = 'sending' WHERE seq IN "
+	                              "(SELECT seq FROM transactions WHERE state = 'queued' "
+	                              "LIMIT 7)",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	assert_int_equal(t_raw_int(raw, "SELECT count(*) FROM transactions WHERE state = "
+	                                "'sending'"),
+	                 0);
+	t_check_counts(raw, "reopened after a crash", 0);
+	t_random_steps(&m, raw, 200, "after reopening");
+
+	/* every state was reached, and the store's counts were not shortcuts */
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM transactions WHERE state = '%s'",
+		         t_states[i]);
+		if (i != 1 && t_raw_int(raw, sql) == 0)
+			fail_msg("seed %u: no row ended %s; a weak run", seed, t_states[i]);
+	}
+	print_message("    %d submissions answered ok, %d refused, %d ids taken\n", m.submitted,
+	              m.refused, m.ntaken);
+	sqlite3_close(raw);
+	free(m.taken);
+	t_res_clear(&r);
+}
+
+/* store_counts runs no COUNT: with 3,000 rows in every state, it runs one
+ * statement (the oldest queued row, through an index), a few dozen
+ * virtual machine steps and no scan or sort; none when nothing is
+ * queued.  From SQLite's own counters, not from a clock. */
+static void test_counts_do_not_count(void **state)
+{
+	(void)state;
+	struct store_batch b;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	bulk(3000, 1000, "ep");
+	/* some of every state */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_take_batch("ep", "K", 100, &b), 0);
+		for (int k = 0; k < b.n; k++)
+			if (i != 2)
+				store_report(b.ids[k], i == 0 ? OUT_DELIVERED : OUT_FAILED, "no");
+		store_batch_free(&b);
+	}
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+	event_base_loop(t_base, EVLOOP_NONBLOCK);
+
+	t_trace_start();
+	json_t *c = store_counts();
+	t_trace_stop();
+	assert_int_equal(json_integer_value(json_object_get(c, "queued")), 2700);
+	assert_int_equal(json_integer_value(json_object_get(c, "sending")), 100);
+	assert_int_equal(json_integer_value(json_object_get(c, "delivered")), 100);
+	assert_int_equal(json_integer_value(json_object_get(c, "failed")), 100);
+	assert_true(json_is_integer(json_object_get(c, "oldest_queued_s")));
+	json_decref(c);
+	print_message("    store_counts: %d statement(s), %lld VM steps, %lld full-scan steps, "
+	              "%lld sorts\n",
+	              t_trace.stmts, t_trace.vm_steps, t_trace.fullscan_steps, t_trace.sorts);
+	if (t_trace.stmts > 1)
+		fail_msg("store_counts ran %d statements (%s; %s; ...)", t_trace.stmts,
+		         t_trace.sql[0], t_trace.sql[1]);
+	for (int i = 0; i < t_trace.stmts && i < T_TRACE_SQL_MAX; i++)
+		if (strcasestr(t_trace.sql[i], "count("))
+			fail_msg("store_counts counted: %s", t_trace.sql[i]);
+	assert_true(t_trace.vm_steps < 100); /* a walk over 2,700 index entries: thousands */
+	assert_int_equal(t_trace.fullscan_steps, 0);
+	assert_int_equal(t_trace.sorts, 0);
+
+	/* nothing queued: not even the lookup */
+	for (;;) {
+		assert_int_equal(store_take_batch("ep", "K", 1000, &b), 0);
+		int n = b.n;
+		store_batch_free(&b);
+		if (!n)
+			break;
+	}
+	t_trace_start();
+	c = store_counts();
+	t_trace_stop();
+	assert_int_equal(json_integer_value(json_object_get(c, "queued")), 0);
+	assert_int_equal(json_integer_value(json_object_get(c, "sending")), 2800);
+	assert_true(json_is_null(json_object_get(c, "oldest_queued_s")));
+	json_decref(c);
+	assert_int_equal(t_trace.stmts, 0);
+
+	/* the tracer sees what the store runs (a COUNT where there is one) */
+	t_trace_start();
+	assert_int_equal(store_pending(NULL), 0);
+	t_trace_stop();
+	assert_int_equal(t_trace.stmts, 1);
+	assert_non_null(strcasestr(t_trace.sql[0], "count("));
+}
+
 /* 100,000 queued rows: a batch for an endpoint whose rows come last is
  * still found at once (index), and only the batch is in memory. */
 static void test_take_batch_100k(void **state)
@@ -1743,7 +2085,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_sending_requeued, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_migrate_v0, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_migrate_v1_to_v2, t_setup, t_teardown),
-        cmocka_unit_test_setup_teardown(test_future_version_refused, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_future_version_refused, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_corrupt_garbage, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_corrupt_page, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_corrupt_truncated, t_setup, t_teardown),
@@ -1755,6 +2097,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_bad_key_refuses_open, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_commit_not_starved, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_close_commits_waiting, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_counts_follow_the_table, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_counts_do_not_count, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_take_batch_100k, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_throughput, t_setup, t_teardown),
 	};
