@@ -66,9 +66,8 @@ json_t *store_get(const char *id);
  * the next page's before. */
 json_t *store_list(json_t *filter, char *why, size_t whylen);
 /* {"queued": n, "sending": n, "delivered": n, "failed": n,
- *  "oldest_queued_s": seconds or null}.  Counts through indexes: cheap
- *  for the queue, proportional to the number of delivered rows for that
- *  one (meant for admins and health reports, not for every turn). */
+ *  "oldest_queued_s": seconds or null}.  O(1): the counts are kept in
+ *  memory and follow every committed state change, so a UI may poll it. */
 json_t *store_counts(void);
 /* queue.retry: a failed transaction goes back to queued.  0, or -1 with
  * why (no such id, not failed). */
