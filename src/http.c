@@ -526,11 +526,29 @@ void http_xfer_free(struct http_xfer *x)
 
 const char *http_xfer_error(const struct http_xfer *x, CURLcode rc)
 {
+	static char msg[CURL_ERROR_SIZE + 128];
+	const char *text;
+	curl_off_t tls_us = 0;
+	long status = 0;
+
 	if (x->too_big)
 		return "the answer is larger than 1 MiB";
-	if (x->errbuf[0])
-		return x->errbuf;
-	return curl_easy_strerror(rc);
+	text = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+	/* With TLS 1.3 a server that refuses our client certificate says so
+	 * only after the handshake seemed to succeed: libcurl then reports a
+	 * plain send/receive error ("getpeername() failed", "Broken pipe").
+	 * Name the likely cause so that an admin looks at the certificate. */
+	if ((rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING) &&
+	    curl_easy_getinfo(x->easy, CURLINFO_APPCONNECT_TIME_T, &tls_us) == CURLE_OK &&
+	    tls_us > 0 && curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+	    status == 0) {
+		snprintf(msg, sizeof(msg),
+		         "TLS: the endpoint closed the connection right after the handshake "
+		         "(client certificate refused?): %s",
+		         text);
+		return msg;
+	}
+	return text;
 }
 
 /* ---- pure parts ---- */
