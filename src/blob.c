@@ -135,23 +135,36 @@ int blob_put(const void *data, size_t len, char id[BLOB_ID_SIZE])
 	return 0;
 }
 
-int blob_get(const char *id, void **data, size_t *len)
+/* Open the blob's file for reading: the descriptor, or -1 with errno
+ * (EINVAL for a malformed id). */
+static int blob_open(const char *id, struct stat *st)
 {
 	char path[PATH_MAX];
-	struct stat st;
+	int fd;
 
 	if (!valid_id(id)) {
 		errno = EINVAL;
 		return -1;
 	}
 	blob_path(path, sizeof(path), id);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return -1;
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, st) < 0) {
+		int e = errno;
 		close(fd);
+		errno = e;
 		return -1;
 	}
+	return fd;
+}
+
+int blob_get(const char *id, void **data, size_t *len)
+{
+	struct stat st;
+	int fd = blob_open(id, &st);
+
+	if (fd < 0)
+		return -1;
 	unsigned char *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
 	size_t got = 0;
 	while (buf && got < (size_t)st.st_size) {
@@ -196,21 +209,12 @@ int blob_get(const char *id, void **data, size_t *len)
 
 int blob_size(const char *id, size_t *len)
 {
-	char path[PATH_MAX], magic[BLOB_MAGIC_LEN];
+	char magic[BLOB_MAGIC_LEN];
 	struct stat st;
+	int fd = blob_open(id, &st);
 
-	if (!valid_id(id)) {
-		errno = EINVAL;
-		return -1;
-	}
-	blob_path(path, sizeof(path), id);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return -1;
-	}
 	*len = (size_t)st.st_size;
 	if (*len >= BLOB_OVERHEAD && read(fd, magic, sizeof(magic)) == (ssize_t)sizeof(magic) &&
 	    !memcmp(magic, BLOB_MAGIC, BLOB_MAGIC_LEN))
