@@ -9,6 +9,7 @@
 #define KIOSK_BENCH_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -156,6 +157,42 @@ static inline void print_stats(FILE *f, const char *name, uint64_t *v, size_t n)
 	        "\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,\"mean_us\":%.2f}",
 	        name, n, pct_us(v, n, 0), pct_us(v, n, 50), pct_us(v, n, 90), pct_us(v, n, 99),
 	        pct_us(v, n, 99.9), n ? (double)v[n - 1] / 1000.0 : 0, mean_us(v, n));
+}
+
+static inline long arg_long(const char *s, const char *name, long min)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < min)
+		die("%s: want an integer >= %ld, got '%s'", name, min, s);
+	return v;
+}
+
+static inline double arg_double(const char *s, const char *name)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (!*s || *end || v < 0)
+		die("%s: want a number >= 0, got '%s'", name, s);
+	return v;
+}
+
+/* The decimal after "key": in a line, or -1. */
+static inline long long field_int(const char *line, const char *key)
+{
+	char pat[32];
+	const char *p;
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	if (!(p = strstr(line, pat)))
+		return -1;
+	return strtoll(p + strlen(pat), NULL, 10);
+}
+
+static inline void set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		die("fcntl: %s", strerror(errno));
 }
 
 #endif /* KIOSK_BENCH_COMMON_H */

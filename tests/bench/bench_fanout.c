@@ -30,33 +30,6 @@ struct conn {
 	int got; /* has this event */
 };
 
-static long arg_long(const char *s, const char *name, long min)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < min)
-		die("%s: want an integer >= %ld, got '%s'", name, min, s);
-	return v;
-}
-
-/* The decimal after "key": in a line, or -1. */
-static long long field_int(const char *line, const char *key)
-{
-	char pat[32];
-	const char *p;
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	if (!(p = strstr(line, pat)))
-		return -1;
-	return strtoll(p + strlen(pat), NULL, 10);
-}
-
-static void set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		die("fcntl: %s", strerror(errno));
-}
-
 /* One event in flight: what has arrived so far. */
 struct round {
 	long k;           /* event number, warm-up included */

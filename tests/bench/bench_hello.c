@@ -94,15 +94,6 @@ static uint64_t round_trip(int fd, struct linebuf *lb, size_t want)
 	return dt;
 }
 
-static long arg_long(const char *s, const char *name, long min)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < min)
-		die("%s: want an integer >= %ld, got '%s'", name, min, s);
-	return v;
-}
-
 int main(int argc, char **argv)
 {
 	const char *sock = NULL;

@@ -40,24 +40,6 @@ struct worker {
 	char err[256];
 };
 
-static long arg_long(const char *s, const char *name, long min)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < min)
-		die("%s: want an integer >= %ld, got '%s'", name, min, s);
-	return v;
-}
-
-static double arg_double(const char *s, const char *name)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (!*s || *end || v < 0)
-		die("%s: want a number >= 0, got '%s'", name, s);
-	return v;
-}
-
 static void exec_or_die(sqlite3 *db, const char *sql)
 {
 	char *msg = NULL;

@@ -39,41 +39,6 @@ struct conn {
 	long head, n;
 };
 
-static long arg_long(const char *s, const char *name, long min)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < min)
-		die("%s: want an integer >= %ld, got '%s'", name, min, s);
-	return v;
-}
-
-static double arg_double(const char *s, const char *name)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (!*s || *end || v < 0)
-		die("%s: want a number >= 0, got '%s'", name, s);
-	return v;
-}
-
-static long long field_int(const char *line, const char *key)
-{
-	char pat[32];
-	const char *p;
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	if (!(p = strstr(line, pat)))
-		return -1;
-	return strtoll(p + strlen(pat), NULL, 10);
-}
-
-static void set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		die("fcntl: %s", strerror(errno));
-}
-
 /* Whole writes on a non-blocking socket: wait for room with poll(). */
 static void write_all_nb(int fd, const char *p, size_t n)
 {
