@@ -77,3 +77,25 @@ def kd_module():
     f = _Factory()
     yield f
     f.finish(keep=False)
+
+
+@pytest.fixture(scope="module")
+def ep_module(tmp_path_factory, request):
+    """One reference HTTPS endpoint for the module (ENDPOINT_SEED in the
+    module seeds its random faults)."""
+    sys.path.insert(0, os.path.join(kiosk.REPO, "tests", "endpoint"))
+    from endpoint import Endpoint
+    e = Endpoint(str(tmp_path_factory.mktemp("endpoint")),
+                 seed=getattr(request.module, "ENDPOINT_SEED", None)).start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def ep(ep_module):
+    """The module's reference endpoint, up, forgotten and fault-free."""
+    ep_module.reset()
+    ep_module.up()
+    yield ep_module
+    ep_module.clear_faults()
+    ep_module.close_connections()

@@ -35,7 +35,7 @@ import pytest
 
 import kiosk
 from kiosk import wait_until
-from test_store_sys import Endpoint, config, restart, wait_txn_state
+from test_store_sys import config, restart, wait_txn_state
 
 CYCLES = int(os.environ.get("KIOSKD_SOAK_CYCLES") or 200)
 SEED = int(os.environ.get("KIOSKD_SOAK_SEED") or 20261204)
@@ -43,20 +43,7 @@ WINDOW = 16          # submissions in flight per client
 KILL_AFTER_MS = 150  # a kill comes at most this long after READY
 
 
-@pytest.fixture(scope="module")
-def ep_module(tmp_path_factory):
-    e = Endpoint(str(tmp_path_factory.mktemp("endpoint")), seed=SEED).start()
-    yield e
-    e.stop()
-
-
-@pytest.fixture
-def ep(ep_module):
-    ep_module.reset()
-    ep_module.up()
-    yield ep_module
-    ep_module.clear_faults()
-    ep_module.close_connections()
+ENDPOINT_SEED = SEED  # the conftest's endpoint fixtures
 
 
 # ---------------------------------------------------------------- what a whole transaction is

@@ -18,7 +18,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -27,8 +26,6 @@ import pytest
 import kiosk
 from kiosk import daemon_section, sim_device, wait_until
 
-sys.path.insert(0, os.path.join(kiosk.REPO, "tests", "endpoint"))
-from endpoint import Endpoint  # noqa: E402
 
 PAYLOAD_MAX = 256 * 1024  # docs/protocol.md: txn.submit payload "at most 256 KiB as JSON"
 
@@ -134,20 +131,6 @@ def write_key(path, key=None):
     return path
 
 
-@pytest.fixture(scope="module")
-def ep_module(tmp_path_factory):
-    e = Endpoint(str(tmp_path_factory.mktemp("endpoint"))).start()
-    yield e
-    e.stop()
-
-
-@pytest.fixture
-def ep(ep_module):
-    """The module's reference endpoint, forgotten and fault-free."""
-    ep_module.reset()
-    ep_module.up()
-    yield ep_module
-    ep_module.clear_faults()
 
 
 # ---------------------------------------------------------------- 1. submit, get, list
