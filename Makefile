@@ -17,7 +17,7 @@ PLUGINDIR ?= $(LIBDIR)/kioskd/hal
 INCLUDEDIR ?= $(PREFIX)/include
 PYTHON    ?= /usr/bin/python3
 
-PKGS      := libevent libevent_pthreads jansson sqlite3 libcurl openssl libsystemd inih
+PKGS      := libevent libevent_pthreads jansson sqlite3 libcurl openssl libsystemd inih libusb-1.0
 TEST_PKGS := cmocka
 
 ifeq ($(SAN),1)
@@ -87,11 +87,14 @@ $(BUILD)/kioskd: $(BUILD)/src/kioskd.o $(BUILD)/libkioskd.a
 $(BUILD)/kioskctl: $(BUILD)/src/kioskctl.o $(BUILD)/libkclient.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson)
 
+# A plugin names the pkg-config packages it links in hal/<name>/pkgs (one
+# line); its own headers (hal/<name>/*.h) are dependencies too.
 .SECONDEXPANSION:
-$(BUILD)/hal/%.so: $$(wildcard hal/%/*.c) hal/include/kiosk/hal.h
+$(BUILD)/hal/%.so: $$(wildcard hal/%/*.c hal/%/*.h hal/%/pkgs) hal/include/kiosk/hal.h
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -fvisibility=hidden -shared -o $@ \
-	    $(filter %.c,$^) $(ALL_LDFLAGS) $(shell pkg-config --libs jansson) -lm
+	    $(filter %.c,$^) $(ALL_LDFLAGS) $(shell pkg-config --libs jansson) \
+	    $(if $(wildcard hal/$*/pkgs),$(shell pkg-config --cflags --libs $$(cat hal/$*/pkgs))) -lm
 
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c hal/include/kiosk/hal.h
 	@mkdir -p $(dir $@)

@@ -57,6 +57,9 @@ struct kiosk_dev {
 };
 
 void device_lost(struct kiosk_dev *d, const char *reason);
+/* Its hardware came back (hotplug, simulated replug): reopen now rather
+ * than after the backoff. */
+void device_replugged(struct kiosk_dev *d);
 /* The plugin finished r (reply or fail already sent or skipped). */
 void device_done(struct kiosk_dev *d, struct kiosk_req *r);
 /* A worker job of d finished. */

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "schema.h"
 #include "store.h"
+#include "usb.h"
 #include "util.h"
 
 static TAILQ_HEAD(, kiosk_dev) devices = TAILQ_HEAD_INITIALIZER(devices);
@@ -125,6 +126,7 @@ static void device_close(struct kiosk_dev *d)
 
 static void device_free(struct kiosk_dev *d)
 {
+	usb_forget(d);
 	TAILQ_REMOVE(&devices, d, entry);
 	event_free(d->reopen_ev);
 	event_free(d->grace_ev);
@@ -439,12 +441,18 @@ json_t *devices_inject(struct kiosk_dev *d, const char *what, json_t *args, char
 	res = d->plugin->desc->inject(d, what, args, why, whylen);
 	/* a simulated replug should not wait out the backoff (an unplug that
 	 * just took the device offline should) */
-	if (res && was_offline && d->state == DEV_OFFLINE && d->jobs == 0) {
-		evtimer_del(d->reopen_ev);
-		d->backoff_ms = daemon_conf->reopen_min_ms;
-		device_try_open(d);
-	}
+	if (res && was_offline)
+		device_replugged(d);
 	return res;
+}
+
+void device_replugged(struct kiosk_dev *d)
+{
+	if (d->state != DEV_OFFLINE || d->jobs > 0 || d->removing || !d->plugin)
+		return;
+	evtimer_del(d->reopen_ev);
+	d->backoff_ms = daemon_conf->reopen_min_ms;
+	device_try_open(d);
 }
 
 json_t *devices_status(struct kiosk_dev *d, char *why, size_t whylen)

@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "dev.h"
 #include "log.h"
+#include "usb.h"
 #include "worker.h"
 
 static const char *h_dev_name(const struct kiosk_dev *d)
@@ -263,6 +264,11 @@ static int h_blob_get(struct kiosk_dev *d, const char *id, void **data, size_t *
 	return blob_get(id, data, len);
 }
 
+static struct libusb_context *h_usb_context(void)
+{
+	return usb_context();
+}
+
 static const struct kiosk_host host = {
         .struct_size = sizeof(struct kiosk_host),
         .abi_major = KIOSK_HAL_ABI_MAJOR,
@@ -287,6 +293,9 @@ static const struct kiosk_host host = {
         .run_blocking = h_run_blocking,
         .blob_put = h_blob_put,
         .blob_get = h_blob_get,
+        .usb_context = h_usb_context,
+        .usb_open = usb_open,
+        .usb_close = usb_close,
 };
 
 const struct kiosk_host *host_table(void)

@@ -22,6 +22,7 @@
 #include "plugin.h"
 #include "store.h"
 #include "sync.h"
+#include "usb.h"
 #include "util.h"
 #include "worker.h"
 
@@ -231,6 +232,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(daemon_base);
 
 	worker_shutdown();
+	usb_shutdown(); /* after the devices closed their handles */
 	sync_shutdown();
 	store_close();
 	notify_shutdown();

@@ -34,7 +34,7 @@ extern "C" {
 
 #define KIOSK_HAL_MAGIC     0x4b48414cu /* "KHAL" */
 #define KIOSK_HAL_ABI_MAJOR 1
-#define KIOSK_HAL_ABI_MINOR 0
+#define KIOSK_HAL_ABI_MINOR 1
 #define KIOSK_HAL_SYMBOL    "kiosk_hal_plugin"
 
 #if defined(__GNUC__)
@@ -110,6 +110,8 @@ struct kiosk_dev;   /* one configured device instance, owned by the core */
 struct kiosk_req;   /* one in-flight command, owned by the core */
 struct kiosk_timer; /* a timer started through the host */
 struct kiosk_watch; /* an fd watch started through the host */
+struct libusb_context;
+struct libusb_device_handle;
 
 typedef void (*kiosk_cb)(void *arg);
 typedef void (*kiosk_fd_cb)(int fd, int what, void *arg);
@@ -176,6 +178,29 @@ struct kiosk_host {
 	int (*blob_put)(struct kiosk_dev *dev, const void *data, size_t len, const char *mime,
 	                char id[KIOSK_BLOB_ID_SIZE]);
 	int (*blob_get)(struct kiosk_dev *dev, const char *id, void **data, size_t *len);
+
+	/* ---- ABI minor 1 (check abi_minor >= 1 before using) ---- */
+
+	/* USB.  The daemon owns one libusb context whose events it handles on
+	 * its loop: submit asynchronous transfers (libusb_submit_transfer) and
+	 * their callbacks run on the loop thread; synchronous libusb calls are
+	 * allowed only inside run_blocking() jobs.  Never call
+	 * libusb_handle_events*() yourself.  usb_context() is NULL when USB is
+	 * not available on this machine.
+	 *
+	 * usb_open() opens the first device that matches vid:pid (pid 0 = any
+	 * of the vendor's) and, when serial is not NULL, has that serial
+	 * number; it claims no interface.  From then on the core watches the
+	 * match for dev: when the opened device is unplugged the core calls
+	 * lost(dev, "unplugged") itself (close() then releases the handle with
+	 * usb_close()), and when a matching device is plugged in while dev is
+	 * offline the core reopens dev at once instead of waiting out the
+	 * backoff.  A failed usb_open() (NULL, reason in why) also registers
+	 * the match, so a device absent at start opens when it arrives. */
+	struct libusb_context *(*usb_context)(void);
+	struct libusb_device_handle *(*usb_open)(struct kiosk_dev *dev, uint16_t vid, uint16_t pid,
+	                                         const char *serial, char *why, size_t whylen);
+	void (*usb_close)(struct kiosk_dev *dev, struct libusb_device_handle *h);
 };
 
 struct kiosk_plugin {

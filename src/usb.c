@@ -1,0 +1,379 @@
+/* The daemon's libusb context.  libusb hands us its file descriptors
+ * (usbfs nodes, its timerfd, the hotplug monitor); we watch them on the
+ * loop and let libusb run its handlers when one is ready, so transfer and
+ * hotplug callbacks arrive on the loop thread like everything else and no
+ * thread spins in libusb_handle_events().  The context is created only
+ * when a plugin first asks for it: a kiosk without USB devices pays
+ * nothing. */
+#include "usb.h"
+
+#include <libusb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "daemon.h"
+#include "dev.h"
+#include "log.h"
+#include "tailq.h"
+
+struct usb_fd {
+	TAILQ_ENTRY(usb_fd) entry;
+	int fd;
+	struct event *ev;
+};
+
+/* What a device asked for, and what it holds now. */
+struct usb_watch {
+	TAILQ_ENTRY(usb_watch) entry;
+	struct kiosk_dev *dev;
+	uint16_t vid, pid;
+	char *serial;
+	libusb_device *opened; /* referenced while open */
+	libusb_device_handle *handle;
+};
+
+static libusb_context *ctx;
+static int ctx_failed;
+static struct event *timeout_ev;
+static libusb_hotplug_callback_handle hotplug;
+static TAILQ_HEAD(, usb_fd) fds = TAILQ_HEAD_INITIALIZER(fds);
+static TAILQ_HEAD(, usb_watch) watches = TAILQ_HEAD_INITIALIZER(watches);
+
+static void usb_arm_timeout(void);
+
+static void usb_handle(void)
+{
+	struct timeval zero = {0, 0};
+	libusb_handle_events_timeout_completed(ctx, &zero, NULL);
+	usb_arm_timeout();
+}
+
+static void on_fd(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	usb_handle();
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	usb_handle();
+}
+
+/* Only needed where libusb has no timerfd: then it tells us when its
+ * next transfer times out and we come back then. */
+static void usb_arm_timeout(void)
+{
+	struct timeval tv;
+
+	if (!timeout_ev)
+		return;
+	if (libusb_get_next_timeout(ctx, &tv) == 1)
+		evtimer_add(timeout_ev, &tv);
+	else
+		evtimer_del(timeout_ev);
+}
+
+static void fd_added(int fd, short events, void *user)
+{
+	struct usb_fd *u = calloc(1, sizeof(*u));
+	short what = EV_PERSIST;
+	(void)user;
+
+	if (!u) {
+		log_warnx("usb: out of memory watching fd %d", fd);
+		return;
+	}
+	if (events & POLLIN)
+		what |= EV_READ;
+	if (events & POLLOUT)
+		what |= EV_WRITE;
+	u->fd = fd;
+	u->ev = event_new(daemon_base, fd, what, on_fd, NULL);
+	event_add(u->ev, NULL);
+	TAILQ_INSERT_TAIL(&fds, u, entry);
+}
+
+static void fd_removed(int fd, void *user)
+{
+	struct usb_fd *u;
+	(void)user;
+
+	TAILQ_FOREACH(u, &fds, entry)
+	{
+		if (u->fd != fd)
+			continue;
+		TAILQ_REMOVE(&fds, u, entry);
+		event_free(u->ev);
+		free(u);
+		return;
+	}
+}
+
+static int watch_matches(const struct usb_watch *w, const struct libusb_device_descriptor *dd)
+{
+	return dd->idVendor == w->vid && (w->pid == 0 || dd->idProduct == w->pid);
+}
+
+/* Hotplug callbacks run inside libusb's event handling, where closing a
+ * handle is not allowed: act on the loop's next turn instead. */
+struct hotplug_note {
+	struct kiosk_dev *dev;
+	libusb_device *gone; /* the device that left; NULL: one arrived */
+};
+
+static struct usb_watch *watch_of(const struct kiosk_dev *d)
+{
+	struct usb_watch *w;
+	TAILQ_FOREACH(w, &watches, entry)
+	if (w->dev == d)
+		return w;
+	return NULL;
+}
+
+static void on_hotplug_note(evutil_socket_t fd, short what, void *arg)
+{
+	struct hotplug_note *n = arg;
+	struct usb_watch *w = watch_of(n->dev);
+	(void)fd;
+	(void)what;
+
+	if (!w) {
+		/* the device was removed meanwhile */
+	} else if (n->gone) {
+		if (w->opened == n->gone)
+			device_lost(w->dev, "unplugged");
+	} else {
+		device_replugged(w->dev);
+	}
+	if (n->gone)
+		libusb_unref_device(n->gone);
+	free(n);
+}
+
+static void hotplug_defer(struct kiosk_dev *d, libusb_device *gone)
+{
+	struct hotplug_note *n = calloc(1, sizeof(*n));
+	struct timeval now = {0, 0};
+
+	if (!n)
+		return;
+	n->dev = d;
+	n->gone = gone ? libusb_ref_device(gone) : NULL;
+	event_base_once(daemon_base, -1, EV_TIMEOUT, on_hotplug_note, n, &now);
+}
+
+static int on_hotplug(libusb_context *c, libusb_device *udev, libusb_hotplug_event event,
+                      void *user)
+{
+	struct libusb_device_descriptor dd;
+	struct usb_watch *w;
+	(void)c;
+	(void)user;
+
+	if (libusb_get_device_descriptor(udev, &dd) < 0)
+		return 0;
+	TAILQ_FOREACH(w, &watches, entry)
+	{
+		if (event == LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT && w->opened == udev) {
+			log_info("usb: %04x:%04x of device %s unplugged", dd.idVendor, dd.idProduct,
+			         w->dev->name);
+			hotplug_defer(w->dev, udev);
+		} else if (event == LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED && !w->opened &&
+		           watch_matches(w, &dd)) {
+			log_info("usb: %04x:%04x for device %s plugged in", dd.idVendor,
+			         dd.idProduct, w->dev->name);
+			hotplug_defer(w->dev, NULL);
+		}
+	}
+	return 0;
+}
+
+struct libusb_context *usb_context(void)
+{
+	const struct libusb_pollfd **pfds;
+
+	if (ctx || ctx_failed)
+		return ctx;
+	int rc = libusb_init(&ctx);
+	if (rc < 0) {
+		log_warnx("usb: cannot start libusb: %s", libusb_strerror(rc));
+		ctx = NULL;
+		ctx_failed = 1;
+		return NULL;
+	}
+	libusb_set_pollfd_notifiers(ctx, fd_added, fd_removed, NULL);
+	if ((pfds = libusb_get_pollfds(ctx))) {
+		for (int i = 0; pfds[i]; i++)
+			fd_added(pfds[i]->fd, pfds[i]->events, NULL);
+		libusb_free_pollfds(pfds);
+	}
+	if (!libusb_pollfds_handle_timeouts(ctx))
+		timeout_ev = evtimer_new(daemon_base, on_timeout, NULL);
+	if (libusb_has_capability(LIBUSB_CAP_HAS_HOTPLUG)) {
+		rc = libusb_hotplug_register_callback(
+		        ctx, LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED | LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT,
+		        0, LIBUSB_HOTPLUG_MATCH_ANY, LIBUSB_HOTPLUG_MATCH_ANY,
+		        LIBUSB_HOTPLUG_MATCH_ANY, on_hotplug, NULL, &hotplug);
+		if (rc < 0)
+			log_warnx("usb: no hotplug events: %s", libusb_strerror(rc));
+	} else {
+		log_warnx("usb: this libusb has no hotplug support: unplugged devices are "
+		          "noticed only when a transfer fails");
+	}
+	return ctx;
+}
+
+static int serial_matches(libusb_device_handle *h, const struct libusb_device_descriptor *dd,
+                          const char *serial)
+{
+	unsigned char buf[128];
+
+	if (!serial)
+		return 1;
+	if (!dd->iSerialNumber)
+		return 0;
+	int n = libusb_get_string_descriptor_ascii(h, dd->iSerialNumber, buf, sizeof(buf));
+	return n >= 0 && strcmp((char *)buf, serial) == 0;
+}
+
+static struct usb_watch *watch_set(struct kiosk_dev *d, uint16_t vid, uint16_t pid,
+                                   const char *serial)
+{
+	struct usb_watch *w = watch_of(d);
+
+	if (!w) {
+		if (!(w = calloc(1, sizeof(*w))))
+			return NULL;
+		w->dev = d;
+		TAILQ_INSERT_TAIL(&watches, w, entry);
+	}
+	w->vid = vid;
+	w->pid = pid;
+	free(w->serial);
+	w->serial = serial ? strdup(serial) : NULL;
+	return w;
+}
+
+/* The first device that matches and opens. */
+static libusb_device_handle *usb_find(const struct usb_watch *w, char *why, size_t whylen)
+{
+	libusb_device **list;
+	libusb_device_handle *found = NULL;
+	int last_err = 0, matched = 0;
+	ssize_t n = libusb_get_device_list(ctx, &list);
+
+	if (n < 0) {
+		snprintf(why, whylen, "cannot list USB devices: %s", libusb_strerror((int)n));
+		return NULL;
+	}
+	for (ssize_t i = 0; i < n && !found; i++) {
+		struct libusb_device_descriptor dd;
+		libusb_device_handle *h;
+		if (libusb_get_device_descriptor(list[i], &dd) < 0 || !watch_matches(w, &dd))
+			continue;
+		matched++;
+		int rc = libusb_open(list[i], &h);
+		if (rc < 0) {
+			last_err = rc;
+			continue;
+		}
+		if (serial_matches(h, &dd, w->serial))
+			found = h;
+		else
+			libusb_close(h);
+	}
+	libusb_free_device_list(list, 1);
+	if (found)
+		return found;
+	if (last_err)
+		snprintf(why, whylen, "USB device %04x:%04x cannot be opened: %s", w->vid, w->pid,
+		         libusb_strerror(last_err));
+	else if (matched && w->serial)
+		snprintf(why, whylen, "no USB device %04x:%04x with serial %s", w->vid, w->pid,
+		         w->serial);
+	else
+		snprintf(why, whylen, "no USB device %04x:%04x is plugged in", w->vid, w->pid);
+	return NULL;
+}
+
+struct libusb_device_handle *usb_open(struct kiosk_dev *d, uint16_t vid, uint16_t pid,
+                                      const char *serial, char *why, size_t whylen)
+{
+	struct usb_watch *w;
+	libusb_device_handle *h;
+
+	if (!usb_context()) {
+		snprintf(why, whylen, "USB is not available on this machine");
+		return NULL;
+	}
+	if (!(w = watch_set(d, vid, pid, serial))) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	if (w->handle) {
+		snprintf(why, whylen, "the device already has a USB device open");
+		return NULL;
+	}
+	if (!(h = usb_find(w, why, whylen)))
+		return NULL;
+	w->handle = h;
+	w->opened = libusb_ref_device(libusb_get_device(h));
+	return h;
+}
+
+void usb_close(struct kiosk_dev *d, struct libusb_device_handle *h)
+{
+	struct usb_watch *w = watch_of(d);
+
+	if (!h)
+		return;
+	if (w && w->handle == h) {
+		libusb_unref_device(w->opened);
+		w->opened = NULL;
+		w->handle = NULL;
+	}
+	libusb_close(h);
+}
+
+void usb_forget(struct kiosk_dev *d)
+{
+	struct usb_watch *w = watch_of(d);
+
+	if (!w)
+		return;
+	if (w->handle) /* the plugin did not close it: do it for it */
+		usb_close(d, w->handle);
+	TAILQ_REMOVE(&watches, w, entry);
+	free(w->serial);
+	free(w);
+}
+
+void usb_shutdown(void)
+{
+	struct usb_fd *u;
+
+	if (!ctx)
+		return;
+	while (!TAILQ_EMPTY(&watches))
+		usb_forget(TAILQ_FIRST(&watches)->dev);
+	if (hotplug)
+		libusb_hotplug_deregister_callback(ctx, hotplug);
+	libusb_exit(ctx);
+	ctx = NULL;
+	while ((u = TAILQ_FIRST(&fds))) {
+		TAILQ_REMOVE(&fds, u, entry);
+		event_free(u->ev);
+		free(u);
+	}
+	if (timeout_ev)
+		event_free(timeout_ev);
+	timeout_ev = NULL;
+}
