@@ -52,6 +52,15 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/tests/bench/%)
+# helper programs the tests start (virtual devices, listeners)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
+
+# A test, bench, tool or fuzz program tests/<dir>/NAME.c may list extra
+# sources (plugin files it tests) in NAME.srcs and pkg-config packages in
+# NAME.pkgs, each on one line.
+extra_srcs = $(if $(wildcard $(1).srcs),$(shell cat $(1).srcs))
+extra_pkgs = $(if $(wildcard $(1).pkgs),$(shell pkg-config --cflags --libs $$(cat $(1).pkgs)))
 
 .PHONY: all demo check test unit system endpoint-test fuzz fuzz-smoke bench install clean deps deps-test \
         format lint
@@ -101,16 +110,25 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c hal/include/kiosk/hal.h
 	$(CC) $(filter-out -MMD -MP -Werror,$(ALL_CFLAGS)) -fvisibility=hidden -shared -o $@ $< \
 	    $(ALL_LDFLAGS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libkioskd.a $(BUILD)/libkclient.a
+$(BUILD)/tests/test_%: tests/unit/test_%.c $$(call extra_srcs,tests/unit/test_$$*) \
+		$$(wildcard tests/unit/test_%.pkgs) $(BUILD)/libkioskd.a $(BUILD)/libkclient.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.a,$^) $(ALL_LDFLAGS) $(PKG_LIBS) \
+	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -o $@ $(filter %.c %.a,$^) $(ALL_LDFLAGS) \
+	    $(PKG_LIBS) $(call extra_pkgs,tests/unit/test_$*) \
 	    $(shell pkg-config --cflags --libs cmocka) -ldl -lpthread -lm
 
-$(BUILD)/tests/bench/%: tests/bench/%.c $(BUILD)/libkclient.a
+$(BUILD)/tests/bench/%: tests/bench/%.c $$(call extra_srcs,tests/bench/$$*) \
+		$$(wildcard tests/bench/%.pkgs) $(BUILD)/libkclient.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.a,$^) $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread -lm
+	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -o $@ $(filter %.c %.a,$^) $(ALL_LDFLAGS) \
+	    $(PKG_LIBS) $(call extra_pkgs,tests/bench/$*) -lpthread -lm
 
-tests: all $(TESTPLUG_SOS) $(UNIT_BINS) $(BENCH_BINS)
+$(BUILD)/tests/tools/%: tests/tools/%.c $$(call extra_srcs,tests/tools/$$*) $$(wildcard tests/tools/%.pkgs)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -o $@ $(filter %.c,$^) $(ALL_LDFLAGS) \
+	    $(call extra_pkgs,tests/tools/$*) -lm
+
+tests: all $(TESTPLUG_SOS) $(UNIT_BINS) $(BENCH_BINS) $(TOOL_BINS)
 
 # A hung test must fail the run, not eat CI's time: every binary and the
 # system suite run under a generous timeout.
@@ -153,9 +171,9 @@ FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefine
               $(PKG_CFLAGS) -DKIOSKD_VERSION='"$(VERSION)"' -DKIOSKD_PLUGINDIR='"$(PLUGINDIR)"' \
               -DKIOSKD_SYSCONFDIR='"$(SYSCONFDIR)"' -DKIOSKD_FUZZING=1
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS) $$(call extra_srcs,tests/fuzz/fuzz_$$*)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS) -ldl -lpthread -lm
+	clang $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS) $(call extra_pkgs,tests/fuzz/fuzz_$*) -ldl -lpthread -lm
 
 fuzz: deps deps-test $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
@@ -177,7 +195,7 @@ install: all
 	[ -e $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf ] || \
 	    install -m 0644 conf/kioskd.conf $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf
 
-FORMAT_FILES = $(wildcard src/*.[ch] hal/include/kiosk/*.h hal/*/*.[ch] tests/plugins/*.c)
+FORMAT_FILES = $(wildcard src/*.[ch] hal/include/kiosk/*.h hal/*/*.[ch] tests/plugins/*.c tests/tools/*.c)
 
 format:
 	clang-format -i $(FORMAT_FILES)
