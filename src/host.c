@@ -209,7 +209,8 @@ static struct kiosk_dev *h_req_dev(const struct kiosk_req *r)
 
 static void h_lost(struct kiosk_dev *d, const char *reason)
 {
-	device_lost(d, reason);
+	if (!usb_defer_lost(d, reason))
+		device_lost(d, reason);
 }
 
 struct job {

@@ -22,7 +22,7 @@
 struct usb_fd {
 	TAILQ_ENTRY(usb_fd) entry;
 	int fd;
-	struct event *ev;
+	struct event *ev; /* NULL: epoll refused it, polled instead */
 };
 
 /* What a device asked for, and what it holds now. */
@@ -33,11 +33,14 @@ struct usb_watch {
 	char *serial;
 	libusb_device *opened; /* referenced while open */
 	libusb_device_handle *handle;
+	struct event *lost_ev; /* a lost() from inside libusb's event handling */
+	char lost_why[128];
 };
 
 static libusb_context *ctx;
-static int ctx_failed;
-static struct event *timeout_ev;
+static int ctx_failed, in_events;
+static struct event *timeout_ev, *poll_ev;
+static int npolled;
 static libusb_hotplug_callback_handle hotplug;
 static TAILQ_HEAD(, usb_fd) fds = TAILQ_HEAD_INITIALIZER(fds);
 static TAILQ_HEAD(, usb_watch) watches = TAILQ_HEAD_INITIALIZER(watches);
@@ -47,7 +50,9 @@ static void usb_arm_timeout(void);
 static void usb_handle(void)
 {
 	struct timeval zero = {0, 0};
+	in_events++;
 	libusb_handle_events_timeout_completed(ctx, &zero, NULL);
+	in_events--;
 	usb_arm_timeout();
 }
 
@@ -57,6 +62,24 @@ static void on_fd(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	usb_handle();
+}
+
+/* epoll refuses descriptors that are not pollable by it (regular files:
+ * what umockdev's emulated usbfs nodes are in the tests).  libusb itself
+ * would poll() them, and poll() says "ready" at once, so checking them
+ * every few milliseconds is what libusb's own loop would do. */
+static void poll_fallback(int delta)
+{
+	static const struct timeval every = {0, 2000};
+
+	npolled += delta;
+	if (npolled > 0 && !poll_ev) {
+		poll_ev = event_new(daemon_base, -1, EV_PERSIST, on_fd, NULL);
+		event_add(poll_ev, &every);
+	} else if (npolled == 0 && poll_ev) {
+		event_free(poll_ev);
+		poll_ev = NULL;
+	}
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -97,7 +120,13 @@ static void fd_added(int fd, short events, void *user)
 		what |= EV_WRITE;
 	u->fd = fd;
 	u->ev = event_new(daemon_base, fd, what, on_fd, NULL);
-	event_add(u->ev, NULL);
+	if (!u->ev || event_add(u->ev, NULL) < 0) {
+		log_debug("usb: fd %d cannot be watched by the loop: polling it", fd);
+		if (u->ev)
+			event_free(u->ev);
+		u->ev = NULL;
+		poll_fallback(1);
+	}
 	TAILQ_INSERT_TAIL(&fds, u, entry);
 }
 
@@ -111,7 +140,10 @@ static void fd_removed(int fd, void *user)
 		if (u->fd != fd)
 			continue;
 		TAILQ_REMOVE(&fds, u, entry);
-		event_free(u->ev);
+		if (u->ev)
+			event_free(u->ev);
+		else
+			poll_fallback(-1);
 		free(u);
 		return;
 	}
@@ -180,6 +212,9 @@ static int on_hotplug(libusb_context *c, libusb_device *udev, libusb_hotplug_eve
 
 	if (libusb_get_device_descriptor(udev, &dd) < 0)
 		return 0;
+	log_debug("usb: hotplug %s %04x:%04x bus %u address %u",
+	          event == LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT ? "left" : "arrived", dd.idVendor,
+	          dd.idProduct, libusb_get_bus_number(udev), libusb_get_device_address(udev));
 	TAILQ_FOREACH(w, &watches, entry)
 	{
 		if (event == LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT && w->opened == udev) {
@@ -194,6 +229,33 @@ static int on_hotplug(libusb_context *c, libusb_device *udev, libusb_hotplug_eve
 		}
 	}
 	return 0;
+}
+
+static void on_deferred_lost(evutil_socket_t fd, short what, void *arg)
+{
+	struct usb_watch *w = arg;
+	(void)fd;
+	(void)what;
+	device_lost(w->dev, w->lost_why);
+}
+
+/* A transfer callback that finds the device gone calls lost(), and lost()
+ * closes the device, whose close() closes the handle: libusb forbids that
+ * inside its own event handling (it would wait for itself).  So a lost()
+ * from there takes effect on the loop's next turn. */
+int usb_defer_lost(struct kiosk_dev *d, const char *reason)
+{
+	struct usb_watch *w;
+
+	if (!in_events || !(w = watch_of(d)))
+		return 0;
+	if (!w->lost_ev)
+		w->lost_ev = event_new(daemon_base, -1, 0, on_deferred_lost, w);
+	if (!w->lost_ev)
+		return 0;
+	snprintf(w->lost_why, sizeof(w->lost_why), "%s", reason ? reason : "lost");
+	event_active(w->lost_ev, EV_TIMEOUT, 0);
+	return 1;
 }
 
 struct libusb_context *usb_context(void)
@@ -329,12 +391,30 @@ struct libusb_device_handle *usb_open(struct kiosk_dev *d, uint16_t vid, uint16_
 	return h;
 }
 
+/* Transfers the plugin cancelled in close() complete on the next event
+ * handling: run it now, while the handle is still valid, so that their
+ * callbacks come before libusb_close(), which must not find one in
+ * flight.  usbfs gives a discarded URB back within a millisecond or two;
+ * a handle with nothing pending costs the three short waits. */
+static void usb_drain(void)
+{
+	if (in_events) /* cannot happen through lost(), which defers */
+		return;
+	in_events++;
+	for (int i = 0; i < 3; i++) {
+		struct timeval tv = {0, 5000};
+		libusb_handle_events_timeout_completed(ctx, &tv, NULL);
+	}
+	in_events--;
+}
+
 void usb_close(struct kiosk_dev *d, struct libusb_device_handle *h)
 {
 	struct usb_watch *w = watch_of(d);
 
 	if (!h)
 		return;
+	usb_drain();
 	if (w && w->handle == h) {
 		libusb_unref_device(w->opened);
 		w->opened = NULL;
@@ -352,6 +432,8 @@ void usb_forget(struct kiosk_dev *d)
 	if (w->handle) /* the plugin did not close it: do it for it */
 		usb_close(d, w->handle);
 	TAILQ_REMOVE(&watches, w, entry);
+	if (w->lost_ev)
+		event_free(w->lost_ev);
 	free(w->serial);
 	free(w);
 }
@@ -370,7 +452,10 @@ void usb_shutdown(void)
 	ctx = NULL;
 	while ((u = TAILQ_FIRST(&fds))) {
 		TAILQ_REMOVE(&fds, u, entry);
-		event_free(u->ev);
+		if (u->ev)
+			event_free(u->ev);
+		else
+			poll_fallback(-1);
 		free(u);
 	}
 	if (timeout_ev)

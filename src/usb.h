@@ -16,6 +16,9 @@ struct libusb_context *usb_context(void);
 struct libusb_device_handle *usb_open(struct kiosk_dev *d, uint16_t vid, uint16_t pid,
                                       const char *serial, char *why, size_t whylen);
 void usb_close(struct kiosk_dev *d, struct libusb_device_handle *h);
+/* host->lost() of d: 1 when it was called inside libusb's event handling
+ * and will take effect on the loop's next turn, else 0. */
+int usb_defer_lost(struct kiosk_dev *d, const char *reason);
 /* d goes away: stop watching for it. */
 void usb_forget(struct kiosk_dev *d);
 void usb_shutdown(void);

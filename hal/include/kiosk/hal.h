@@ -196,7 +196,15 @@ struct kiosk_host {
 	 * usb_close()), and when a matching device is plugged in while dev is
 	 * offline the core reopens dev at once instead of waiting out the
 	 * backoff.  A failed usb_open() (NULL, reason in why) also registers
-	 * the match, so a device absent at start opens when it arrives. */
+	 * the match, so a device absent at start opens when it arrives.
+	 * In close(), cancel your transfers (libusb_cancel_transfer), release
+	 * your interfaces, then call usb_close(): it first lets the cancelled
+	 * transfers complete, so their callbacks run inside usb_close() with
+	 * LIBUSB_TRANSFER_CANCELLED (free the transfer there, touch nothing
+	 * else of the device), then closes the handle.  A transfer that
+	 * completes with LIBUSB_TRANSFER_NO_DEVICE: call lost() from its
+	 * callback (the close then happens on the loop's next turn, after
+	 * libusb's event handling returned). */
 	struct libusb_context *(*usb_context)(void);
 	struct libusb_device_handle *(*usb_open)(struct kiosk_dev *dev, uint16_t vid, uint16_t pid,
 	                                         const char *serial, char *why, size_t whylen);
