@@ -220,6 +220,13 @@ static void job_done(void *arg)
 		apply_status(p, &j->after);
 	if (j->kind == JOB_PRINT && p->req)
 		finish_print(p, j);
+	if (j->rc == ESCPOS_IO_CANCEL && j->io.partial) {
+		/* the printer may sit inside a command (raster, QR data) that
+		 * would swallow the next document: start it afresh */
+		job_free(j);
+		p->host->lost(p->dev, "print cancelled part-way: reconnecting");
+		return;
+	}
 	if (j->rc != ESCPOS_IO_OK && j->rc != ESCPOS_IO_CANCEL) {
 		snprintf(reason, sizeof(reason), "%s%s", j->why,
 		         j->rc == ESCPOS_IO_LOST ? ""

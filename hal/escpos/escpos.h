@@ -100,6 +100,7 @@ struct escpos_io {
 	uint8_t ep_out, ep_in;
 	int claimed;
 	int connected; /* tcp: the non-blocking connect finished */
+	int partial;   /* the last write stopped part-way through */
 	int timeout_ms;
 };
 

@@ -216,13 +216,31 @@ int escpos_io_prepare(struct escpos_io *io, char *why, size_t whylen)
 	return ESCPOS_IO_OK;
 }
 
-static int fd_write(struct escpos_io *io, const uint8_t *p, size_t n, char *why, size_t whylen)
+/* Wait until writable in short slices, so a cancel is seen while a
+ * printer that stopped reading holds the write. */
+static int fd_wait_out(struct escpos_io *io, const int *cancel, char *why, size_t whylen)
+{
+	for (int waited = 0; waited < io->timeout_ms; waited += 100) {
+		int rc = fd_wait(io, POLLOUT, 100, why, whylen);
+		if (rc != ESCPOS_IO_TIMEOUT)
+			return rc;
+		if (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED)) {
+			snprintf(why, whylen, "cancelled");
+			return ESCPOS_IO_CANCEL;
+		}
+	}
+	snprintf(why, whylen, "the printer took no data for %d ms", io->timeout_ms);
+	return ESCPOS_IO_TIMEOUT;
+}
+
+static int fd_write(struct escpos_io *io, const uint8_t *p, size_t n, const int *cancel, char *why,
+                    size_t whylen)
 {
 	while (n > 0) {
 		ssize_t w = io->t == ESCPOS_TCP ? send(io->fd, p, n, MSG_NOSIGNAL)
 		                                : write(io->fd, p, n);
 		if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-			int rc = fd_wait(io, POLLOUT, io->timeout_ms, why, whylen);
+			int rc = fd_wait_out(io, cancel, why, whylen);
 			if (rc != ESCPOS_IO_OK)
 				return rc;
 			continue;
@@ -240,6 +258,9 @@ static int fd_write(struct escpos_io *io, const uint8_t *p, size_t n, char *why,
 int escpos_io_write(struct escpos_io *io, const uint8_t *p, size_t n, const int *cancel, char *why,
                     size_t whylen)
 {
+	const uint8_t *start = p;
+
+	io->partial = 0;
 	while (n > 0) {
 		size_t k = n < CHUNK ? n : CHUNK;
 		int rc, done = 0;
@@ -254,10 +275,12 @@ int escpos_io_write(struct escpos_io *io, const uint8_t *p, size_t n, const int 
 			                "write", why, whylen);
 			k = (size_t)done;
 		} else {
-			rc = fd_write(io, p, k, why, whylen);
+			rc = fd_write(io, p, k, cancel, why, whylen);
 		}
-		if (rc != ESCPOS_IO_OK)
+		if (rc != ESCPOS_IO_OK) {
+			io->partial = p > start;
 			return rc;
+		}
 		p += k;
 		n -= k;
 	}
