@@ -195,10 +195,13 @@ int escpos_io_prepare(struct escpos_io *io, char *why, size_t whylen)
 	if (io->t == ESCPOS_USB) {
 		if (io->claimed)
 			return ESCPOS_IO_OK;
-		/* usblp binds printer interfaces: take it over while we hold it */
-		libusb_set_auto_detach_kernel_driver(io->usb, 1);
-		if ((rc = usb_result(libusb_claim_interface(io->usb, io->iface), "claim", why,
-		                     whylen)) == ESCPOS_IO_OK)
+		/* usblp binds printer interfaces: take the interface over when
+		 * the kernel holds it (asked only then: not every usbfs knows
+		 * the driver ioctls) */
+		rc = libusb_claim_interface(io->usb, io->iface);
+		if (rc == LIBUSB_ERROR_BUSY && libusb_detach_kernel_driver(io->usb, io->iface) == 0)
+			rc = libusb_claim_interface(io->usb, io->iface);
+		if ((rc = usb_result(rc, "claim", why, whylen)) == ESCPOS_IO_OK)
 			io->claimed = 1;
 		return rc;
 	}

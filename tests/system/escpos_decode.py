@@ -90,6 +90,11 @@ class Decoder:
         b = self.buf
         c = b[0]
         if c == 0x0A:
+            last = self.items[-1] if self.items else None
+            if not self.segs and last and last["kind"] in ("qr", "barcode", "image") \
+                    and not last.get("ended"):
+                last["ended"] = True  # the line feed that ends a symbol's line
+                return 1
             self._flush_line() if self.segs else self.items.append(
                 {"kind": "text", "text": "", "align": ("left", "center", "right")[self.align],
                  "bold": self.bold, "double": self.double, "chinese": False})
@@ -207,7 +212,8 @@ class Decoder:
             if not self._need(8 + xb * y):
                 return 0
             last = self.items[-1] if self.items else None
-            if last and last["kind"] == "image" and last["width"] == xb * 8 and last.get("open"):
+            if last and last["kind"] == "image" and last["width"] == xb * 8 \
+                    and not last.get("ended"):
                 last["height"] += y
                 last["data"] += b[8:8 + xb * y]
             else:

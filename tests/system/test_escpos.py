@@ -74,7 +74,7 @@ def test_tcp_receipt_bytes_decode_to_the_document(kd, tcp_printer):
     assert qr[0]["size"] == 6 and qr[0]["ec"] == "M" and qr[0]["align"] == "center"
     bc = [i for i in items if i["kind"] == "barcode"]
     assert bc == [{"kind": "barcode", "symbology": "code128", "data": "20261204001",
-                   "align": "left"}]
+                   "align": "left", "ended": True}]
     assert [i["lines"] for i in items if i["kind"] == "feed"] == [2]
     assert items[-1] == {"kind": "cut", "mode": "partial"}
     assert d.device("printer0")["status"]["printed_jobs"] == 1
