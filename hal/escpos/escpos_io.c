@@ -233,7 +233,7 @@ static int fd_wait_out(struct escpos_io *io, const int *cancel, char *why, size_
 		}
 	}
 	snprintf(why, whylen, "the printer took no data for %d ms", io->timeout_ms);
-	return ESCPOS_IO_TIMEOUT;
+	return ESCPOS_IO_LOST; /* not a status problem: reconnect */
 }
 
 static int fd_write(struct escpos_io *io, const uint8_t *p, size_t n, const int *cancel, char *why,
