@@ -21,6 +21,7 @@ import os
 import struct
 import sys
 import threading
+import time
 
 import gi
 
@@ -31,16 +32,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "system"))
 from escpos_decode import Decoder, Status  # noqa: E402
 
-SYSPATH = "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1"
-DEVNODE = "/dev/bus/usb/001/002"
+SYSPATH = "/sys/devices/pci0000:00/0000:00:14.0/usb3/3-7"
+DEVNODE = "/dev/bus/usb/003/007"
 # device 04b8:0202, one configuration, printer interface 7/1/2, bulk OUT 0x01, bulk IN 0x82
 DESC = ("1201000200000040" "b804" "0202" "0001010203" "01"
         "0902200001010" "0C032" "0904000002070102" "00" "0705010200" "0200" "0705820200" "0200")
 DEVICE = """P: {p}
-N: bus/usb/001/002={d}
-E: BUSNUM=001
+N: bus/usb/003/007={d}
+E: BUSNUM=003
 E: DEVNAME={dev}
-E: DEVNUM=002
+E: DEVNUM=007
 E: DEVTYPE=usb_device
 E: DRIVER=usb
 E: ID_BUS=usb
@@ -48,7 +49,7 @@ E: ID_MODEL_ID=0202
 E: ID_VENDOR_ID=04b8
 E: ID_USB_INTERFACES=:070102:
 E: MAJOR=189
-E: MINOR=1
+E: MINOR=262
 E: PRODUCT=4b8/202/100
 E: SUBSYSTEM=usb
 E: TYPE=0/0/0
@@ -62,11 +63,11 @@ A: bNumConfigurations=1\\n
 A: bNumInterfaces= 1
 A: bcdDevice=0100\\n
 A: bmAttributes=c0\\n
-A: busnum=1\\n
+A: busnum=3\\n
 H: descriptors={d}
-A: dev=189:1\\n
-A: devnum=2\\n
-A: devpath=1\\n
+A: dev=189:262\\n
+A: devnum=7\\n
+A: devpath=7\\n
 A: idProduct=0202\\n
 A: idVendor=04b8\\n
 A: manufacturer=EPSON\\n
@@ -173,6 +174,7 @@ def main():
         tb.add_from_file(devfile)
         state["dev"] = Printer(status, decoder, lock)
         tb.attach_ioctl(DEVNODE, state["dev"])
+        time.sleep(0.3)  # the handler's listener starts asynchronously
         tb.uevent(SYSPATH, "add")
 
     def unplug():
