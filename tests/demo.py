@@ -25,7 +25,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "endpoint"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "system"))
 from endpoint import Endpoint  # noqa: E402  the reference endpoint
+from escpos_decode import TcpPrinter, render_text  # noqa: E402  a raw-TCP ESC/POS printer
 
 PACE = float(os.environ.get("DEMO_PACE", "0.8"))
 TTY = sys.stdout.isatty()
@@ -66,6 +68,15 @@ class Demo:
                     + "\n[route]\ngas.* = gas\n")
         print(style("2", f"reference endpoint on {self.ep.url} (mTLS, certificates in "
                          f"{self.ep.certs_dir})"))
+        # a real ESC/POS byte stream: the escpos plugin prints to a raw-TCP
+        # listener that decodes what it receives and answers status queries
+        self.escpos = TcpPrinter().start()
+        with open(os.path.join(confdir, "conf.d", "60-demo-escpos.conf"), "w") as f:
+            f.write("# written by make demo: an ESC/POS receipt printer on raw TCP\n"
+                    "[device receipt1]\nclass = printer\nplugin = escpos\n"
+                    "transport = tcp\nhost = 127.0.0.1\nport = %d\nwidth = 32\n"
+                    % self.escpos.port)
+        print(style("2", f"ESC/POS printer (escpos plugin) on raw TCP 127.0.0.1:{self.escpos.port}"))
 
     def start(self):
         self.start_endpoint()
@@ -95,6 +106,8 @@ class Demo:
         if self.watcher:
             self.watcher.terminate()
             self.watcher.wait()
+        if getattr(self, "escpos", None):
+            self.escpos.stop()
         if self.daemon:
             self.daemon.send_signal(signal.SIGTERM)
             rc = self.daemon.wait(timeout=10)
@@ -154,6 +167,24 @@ class Demo:
         print(style("1", f"== {title}"))
 
 
+def side_by_side(left, right, ltitle, rtitle, width=34):
+    """Two receipts next to each other, as a person compares them."""
+    def cols(t):  # CJK takes two columns on a terminal, as on the print head
+        return sum(2 if ord(ch) >= 0x1100 else 1 for ch in t)
+
+    def pad(t):
+        return t + " " * max(0, width - cols(t))
+
+    a, b = left.rstrip("\n").split("\n"), right.rstrip("\n").split("\n")
+    print(style("33", "    " + pad(ltitle) + "   " + rtitle))
+    print(style("33", "    +" + "-" * width + "+ +" + "-" * width + "+"))
+    for i in range(max(len(a), len(b))):
+        x = a[i] if i < len(a) else ""
+        y = b[i] if i < len(b) else ""
+        print(style("33", "    |") + pad(x) + style("33", "| |") + pad(y) + style("33", "|"))
+    print(style("33", "    +" + "-" * width + "+ +" + "-" * width + "+"))
+
+
 def receipt_blocks():
     return {"blocks": [
         {"text": "社区服务厅 · 燃气充值", "align": "center", "bold": True, "double": True},
@@ -161,7 +192,7 @@ def receipt_blocks():
         {"feed": 1},
         {"text": "卡号 Card:      ****1234"},
         {"text": "充值 Amount:    50.00 元"},
-        {"text": "气量 Gas:       18.5 m³"},
+        {"text": "气量 Gas:       18.5 立方米"},  # no ³: not in GBK
         {"text": "时间 Time:      2026-12-04 15:20"},
         {"feed": 1},
         {"qr": "https://example.invalid/r/20261204-0001", "align": "center"},
@@ -227,12 +258,17 @@ def main():
              "payload": {"order": order, "written": back["data"]}}), parse=True)
         d.wait_event("sync.delivered")
 
-        d.step("The receipt is printed (Chinese text; the simulator renders it as text)")
-        res = d.ctl("call", "printer.print", json.dumps(receipt_blocks(), ensure_ascii=False), parse=True)
-        print(style("33", "    +" + "-" * 34 + "+"))
-        for line in res["text"].rstrip("\n").split("\n"):
-            print(style("33", "    | ") + line)
-        print(style("33", "    +" + "-" * 34 + "+"))
+        d.step("The receipt is printed: on the simulator, and as ESC/POS bytes on a real "
+               "byte stream (escpos plugin over raw TCP), decoded back to text")
+        doc = json.dumps(receipt_blocks(), ensure_ascii=False)
+        res = d.ctl("call", "printer.print", doc, "--device", "printer0", parse=True)
+        d.escpos.clear()
+        esc = d.ctl("call", "printer.print", doc, "--device", "receipt1", parse=True)
+        items = d.escpos.wait_items(lambda its: any(i["kind"] == "cut" for i in its))
+        side_by_side(res["text"], render_text(items, 32),
+                     "simulator (printer0)", "ESC/POS decoded (receipt1, %d bytes)" % esc["bytes"])
+        if d.escpos.errors:
+            raise SystemExit(f"demo: the ESC/POS stream did not decode: {d.escpos.errors}")
 
         d.step("The resident takes the card")
         d.sim("card0", "remove")
@@ -282,9 +318,11 @@ def main():
         d.step("The printer runs out of paper: a print is refused, not lost silently")
         d.sim("printer0", "paper_out")
         rc = subprocess.run([os.path.join(d.build, "kioskctl"), "--socket", d.sock, "call",
-                             "printer.print", '{"blocks":[{"text":"x"}]}'],
+                             "printer.print", '{"blocks":[{"text":"x"}]}', "--device",
+                             "printer0"],
                             capture_output=True, text=True)
-        print(style("36", "  $ kioskctl call printer.print '{\"blocks\":[{\"text\":\"x\"}]}'"))
+        print(style("36", "  $ kioskctl call printer.print '{\"blocks\":[{\"text\":\"x\"}]}' "
+                          "--device printer0"))
         print(f"    {rc.stderr.strip()}  (exit status {rc.returncode})")
         d.sim("printer0", "paper_ok")
 
