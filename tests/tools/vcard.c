@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,12 +367,24 @@ static void apdu(struct card *c, const uint8_t *a, size_t n, struct resp *r)
 	}
 }
 
+/* vpcd sends the length and the payload in two writes: without an
+ * immediate ACK here, Nagle on its side holds the payload back until our
+ * delayed ACK fires (40 ms a message).  Quick-ack mode does not stick, so
+ * it is set again before every read. */
+static void quickack(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 static int readn(int fd, uint8_t *b, size_t n)
 {
 	size_t got = 0;
 
 	while (got < n) {
-		ssize_t k = read(fd, b + got, n - got);
+		ssize_t k;
+		quickack(fd);
+		k = read(fd, b + got, n - got);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
@@ -433,10 +446,13 @@ static int connect_vpcd(int port)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	int one = 1;
+
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		perror("vcard: connect");
 		return -1;
 	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
 }
 
