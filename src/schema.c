@@ -342,8 +342,9 @@ static int check_card_addr(json_t *args, char *why, size_t whylen)
 	int blocks = json_object_get(args, "block") || json_object_get(args, "blocks");
 
 	if (bytes && blocks) {
-		snprintf(why, whylen, "give offset/length (SLE4442) or block/blocks (MIFARE), "
-		                      "not both");
+		snprintf(why, whylen,
+		         "give offset/length (SLE4442) or block/blocks (MIFARE), "
+		         "not both");
 		return -1;
 	}
 	if (json_object_get(args, "blocks") && !json_object_get(args, "block")) {
@@ -355,7 +356,8 @@ static int check_card_addr(json_t *args, char *why, size_t whylen)
 
 static int check_card_write(json_t *args, char *why, size_t whylen)
 {
-	int off = json_object_get(args, "offset") != NULL, blk = json_object_get(args, "block") != NULL;
+	int off = json_object_get(args, "offset") != NULL,
+	    blk = json_object_get(args, "block") != NULL;
 
 	if (off && blk) {
 		snprintf(why, whylen, "give offset (SLE4442) or block (MIFARE), not both");
@@ -370,8 +372,9 @@ static int check_card_write(json_t *args, char *why, size_t whylen)
 		return -1;
 	}
 	if (blk && json_string_length(json_object_get(args, "data")) % 32) {
-		snprintf(why, whylen, "data: must be whole 16-byte blocks (a multiple of 32 hex "
-		                      "digits) with block");
+		snprintf(why, whylen,
+		         "data: must be whole 16-byte blocks (a multiple of 32 hex "
+		         "digits) with block");
 		return -1;
 	}
 	return 0;

@@ -12,12 +12,12 @@
 
 enum card_type { CARD_UNKNOWN, CARD_SLE4442, CARD_MIFARE_1K, CARD_MIFARE_4K };
 
-#define SLE_SIZE      256 /* SLE4442 main memory */
-#define SLE_PSC_LEN   3
-#define MIF_BLOCK     16
-#define MIF_KEY_LEN   6
-#define APDU_MAX      261 /* short APDU: header, Lc, 255 data, Le */
-#define RESP_MAX      258 /* 256 data + SW1 SW2 */
+#define SLE_SIZE    256 /* SLE4442 main memory */
+#define SLE_PSC_LEN 3
+#define MIF_BLOCK   16
+#define MIF_KEY_LEN 6
+#define APDU_MAX    261 /* short APDU: header, Lc, 255 data, Le */
+#define RESP_MAX    258 /* 256 data + SW1 SW2 */
 
 enum card_type card_classify(const uint8_t *atr, size_t n);
 /* "sle4442", "mifare" or "unknown". */

@@ -50,8 +50,9 @@ static json_t *result(struct pcsc *p, const struct job *j)
 		return identity(p, j);
 	case OP_READ:
 		return mif ? json_pack("{s:s,s:I,s:I,s:o}", "type", "mifare", "block",
-		                       (json_int_t)j->addr, "blocks", (json_int_t)(j->len / MIF_BLOCK),
-		                       "data", hex_json(j->out, j->outlen))
+		                       (json_int_t)j->addr, "blocks",
+		                       (json_int_t)(j->len / MIF_BLOCK), "data",
+		                       hex_json(j->out, j->outlen))
 		           : json_pack("{s:s,s:I,s:o}", "type", "sle4442", "offset",
 		                       (json_int_t)j->addr, "data", hex_json(j->out, j->outlen));
 	case OP_WRITE:
@@ -84,7 +85,7 @@ static void learn(struct pcsc *p, const struct job *j)
 
 static void log_outcome(struct pcsc *p, const struct job *j)
 {
-	static const char *const names[] = {"identify", "read", "write", "PSC verify",
+	static const char *const names[] = {"identify",     "read", "write", "PSC verify",
 	                                    "authenticate", "apdu", "eject"};
 
 	if (j->code[0])
@@ -206,9 +207,11 @@ static int address(struct pcsc *p, struct kiosk_req *req, json_t *args, size_t d
 			              size);
 			return -1;
 		}
-		j->len = datalen ? datalen : (size_t)arg_int(args, "length", (long long)(size - j->addr));
+		j->len = datalen ? datalen
+		                 : (size_t)arg_int(args, "length", (long long)(size - j->addr));
 		if (j->len > size - j->addr) {
-			p->host->fail(req, "bad_request", "%s past end: %zu bytes at %u, card has %zu",
+			p->host->fail(req, "bad_request",
+			              "%s past end: %zu bytes at %u, card has %zu",
 			              datalen ? "write" : "read", j->len, j->addr, size);
 			return -1;
 		}
@@ -222,8 +225,9 @@ static int address(struct pcsc *p, struct kiosk_req *req, json_t *args, size_t d
 	j->addr = (unsigned)arg_int(args, "block", 0);
 	j->len = datalen ? datalen : (size_t)arg_int(args, "blocks", 1) * MIF_BLOCK;
 	if (j->addr + j->len / MIF_BLOCK > blocks) {
-		p->host->fail(req, "bad_request", "blocks %u-%zu are past the end of the card (%zu blocks)",
-		              j->addr, j->addr + j->len / MIF_BLOCK - 1, blocks);
+		p->host->fail(req, "bad_request",
+		              "blocks %u-%zu are past the end of the card (%zu blocks)", j->addr,
+		              j->addr + j->len / MIF_BLOCK - 1, blocks);
 		return -1;
 	}
 	return 0;
@@ -252,10 +256,11 @@ static int mif_writable(struct pcsc *p, struct kiosk_req *req, const struct job 
 			return -1;
 		}
 		if (mif_is_trailer(b)) {
-			p->host->fail(req, "bad_request",
-			              "block %u is the trailer of sector %u (keys and access bits): "
-			              "not written through cardreader.write",
-			              b, mif_sector(b));
+			p->host->fail(
+			        req, "bad_request",
+			        "block %u is the trailer of sector %u (keys and access bits): "
+			        "not written through cardreader.write",
+			        b, mif_sector(b));
 			return -1;
 		}
 	}
@@ -321,8 +326,9 @@ static void do_auth(struct pcsc *p, struct kiosk_req *req, json_t *args)
 		return;
 	j->addr = (unsigned)arg_int(args, "block", 0);
 	if (j->addr >= mif_blocks(p->type)) {
-		p->host->fail(req, "bad_request", "block %u is past the end of the card (%u blocks)",
-		              j->addr, mif_blocks(p->type));
+		p->host->fail(req, "bad_request",
+		              "block %u is past the end of the card (%u blocks)", j->addr,
+		              mif_blocks(p->type));
 		free(j);
 		return;
 	}
@@ -362,8 +368,8 @@ static const struct {
 	const char *verb;
 	void (*fn)(struct pcsc *p, struct kiosk_req *req, json_t *args);
 } verbs[] = {
-        {"wait", do_wait},     {"read", do_read}, {"write", do_write}, {"verify", do_verify},
-        {"auth", do_auth},     {"apdu", do_apdu}, {"eject", do_eject},
+        {"wait", do_wait}, {"read", do_read}, {"write", do_write}, {"verify", do_verify},
+        {"auth", do_auth}, {"apdu", do_apdu}, {"eject", do_eject},
 };
 
 void pcsc_command(struct kiosk_dev *dev, struct kiosk_req *req, const char *verb, json_t *args)

@@ -68,8 +68,8 @@ static int find_reader(struct pcsc *p, SCARDCONTEXT ctx, char *name, size_t name
 	if (list)
 		SCardFreeMemory(ctx, list);
 	if (!found) {
-		snprintf(why, sizeof(why), "no PC/SC reader%s%.120s%s", *p->want ? " matching '" : "",
-		         p->want, *p->want ? "'" : "");
+		snprintf(why, sizeof(why), "no PC/SC reader%s%.120s%s",
+		         *p->want ? " matching '" : "", p->want, *p->want ? "'" : "");
 		post(p, MON_LOST, NULL, 0, why);
 		return -1;
 	}

@@ -53,7 +53,7 @@ static int card_gone(struct job *j, LONG rv)
 
 static const SCARD_IO_REQUEST *pci(DWORD proto)
 {
-	return proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0
+	return proto == SCARD_PROTOCOL_T0   ? SCARD_PCI_T0
 	       : proto == SCARD_PROTOCOL_T1 ? SCARD_PCI_T1
 	                                    : SCARD_PCI_RAW;
 }
@@ -190,14 +190,16 @@ static void op_read(struct job *j)
 		unsigned block = j->addr + (unsigned)(at / MIF_BLOCK);
 		if (!card_is_mifare(j->type)) {
 			snprintf(what, sizeof(what), "reading %zu bytes at %zu", n, j->addr + at);
-			if (xfer_ok(j, apdu, apdu_sle_read(apdu, (unsigned)(j->addr + at), (unsigned)n),
+			if (xfer_ok(j, apdu,
+			            apdu_sle_read(apdu, (unsigned)(j->addr + at), (unsigned)n),
 			            resp, &rlen, what) < 0)
 				return;
 		} else if (xfer(j, apdu, apdu_mif_read(apdu, block), resp, &rlen) < 0) {
 			return;
 		} else if (resp_sw(resp, rlen) == 0x6982) {
 			jfail(j, "device_error",
-			      "block %u: access denied: authenticate sector %u first (cardreader.auth)",
+			      "block %u: access denied: authenticate sector %u first "
+			      "(cardreader.auth)",
 			      block, mif_sector(block));
 			return;
 		} else if (resp_sw(resp, rlen) != 0x9000) {
@@ -231,13 +233,13 @@ static void write_failed(struct job *j, const char *why)
 	int mif = card_is_mifare(j->type);
 	const char *unit = mif ? "block" : "byte";
 	size_t u = mif ? MIF_BLOCK : 1, done = j->done / u, all = j->len / u;
-	char ok[48] = "", not[48];
+	char ok[48] = "", not [48];
 
-	range(not, sizeof(not), unit, j->addr + done, all - done);
+	range(not, sizeof(not ), unit, j->addr + done, all - done);
 	if (done)
 		range(ok, sizeof(ok), unit, j->addr, done);
 	jfail(j, "device_error", "%s during write: %zu of %zu %ss written (%s%s%s not confirmed)",
-	      why, done, all, unit, ok, done ? " written; " : "", not);
+	      why, done, all, unit, ok, done ? " written; " : "", not );
 }
 
 /* Write one chunk and read it back: 0, or -1 with the job failed. */
@@ -357,8 +359,8 @@ void ops_run(void *arg)
 {
 	struct job *j = arg;
 	static void (*const ops[])(struct job *) = {
-	        [OP_IDENTIFY] = op_identify, [OP_READ] = op_read,   [OP_WRITE] = op_write,
-	        [OP_VERIFY] = op_verify,     [OP_AUTH] = op_auth,   [OP_APDU] = op_apdu,
+	        [OP_IDENTIFY] = op_identify, [OP_READ] = op_read, [OP_WRITE] = op_write,
+	        [OP_VERIFY] = op_verify,     [OP_AUTH] = op_auth, [OP_APDU] = op_apdu,
 	        [OP_EJECT] = op_eject,
 	};
 

@@ -44,8 +44,7 @@ static void pcsc_free(struct pcsc *p)
 	free(p);
 }
 
-static int pcsc_open(struct kiosk_dev *dev, const struct kiosk_host *host, char *why,
-                     size_t whylen)
+static int pcsc_open(struct kiosk_dev *dev, const struct kiosk_host *host, char *why, size_t whylen)
 {
 	const char *reader = host->config(dev, "reader"), *keyfile = host->config(dev, "key_file");
 	const char *chunk = host->config(dev, "write_chunk");

@@ -56,8 +56,8 @@ struct pcsc {
 	uint8_t atr[ATR_MAX];
 	size_t atrlen;
 	enum card_type type;
-	int psc_left;         /* SLE4442 tries left, -1 unknown */
-	unsigned psc_ok_gen;  /* gen whose PSC was verified, 0 none */
+	int psc_left;           /* SLE4442 tries left, -1 unknown */
+	unsigned psc_ok_gen;    /* gen whose PSC was verified, 0 none */
 	struct kiosk_req *wait; /* a cardreader.wait for a card to come */
 
 	/* the running command's job */

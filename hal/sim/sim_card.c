@@ -208,7 +208,8 @@ static void read_done(struct sim *s)
 static int blocks_ok(struct sim *s, struct card *c, size_t block, size_t n)
 {
 	if (strcmp(c->type, "mifare") != 0) {
-		sim_fail_after(s, 0, "bad_request", "SLE4442 memory is addressed by offset, not block");
+		sim_fail_after(s, 0, "bad_request",
+		               "SLE4442 memory is addressed by offset, not block");
 		return -1;
 	}
 	if (block + n > c->memlen / 16) {
@@ -292,9 +293,10 @@ static void do_write(struct sim *s, json_t *args)
 			return;
 		for (size_t k = off / 16; k < (off + n) / 16; k++)
 			if (k == 0 || k % 4 == 3) {
-				sim_fail_after(s, 0, "bad_request",
-				               "block %zu is %s: not written through cardreader.write",
-				               k, k ? "a sector trailer" : "read-only");
+				sim_fail_after(
+				        s, 0, "bad_request",
+				        "block %zu is %s: not written through cardreader.write", k,
+				        k ? "a sector trailer" : "read-only");
 				return;
 			}
 	}
@@ -354,7 +356,8 @@ static void do_verify(struct sim *s, json_t *args)
 		return;
 	if (strcmp(c->type, "sle4442") != 0) {
 		sim_fail_after(s, 0, "bad_request",
-		               "this verb is for SLE4442 cards; the card in the reader is %s", c->type);
+		               "this verb is for SLE4442 cards; the card in the reader is %s",
+		               c->type);
 		return;
 	}
 	if (c->psc_left == 0) {
@@ -386,20 +389,23 @@ static void do_auth(struct sim *s, json_t *args)
 	if (need_card(s, c, 1) < 0)
 		return;
 	if (strcmp(c->type, "mifare") != 0) {
-		sim_fail_after(s, 0, "bad_request",
-		               "this verb is for MIFARE Classic cards; the card in the reader is %s",
-		               c->type);
+		sim_fail_after(
+		        s, 0, "bad_request",
+		        "this verb is for MIFARE Classic cards; the card in the reader is %s",
+		        c->type);
 		return;
 	}
 	if (strcmp(key, "transport") != 0) {
-		sim_fail_after(s, 0, "bad_request",
-		               "no key named '%.64s' in the key file (the simulator has 'transport')",
-		               key);
+		sim_fail_after(
+		        s, 0, "bad_request",
+		        "no key named '%.64s' in the key file (the simulator has 'transport')",
+		        key);
 		return;
 	}
 	if (block >= c->memlen / 16) {
-		sim_fail_after(s, 0, "bad_request", "block %zu is past the end of the card (%zu blocks)",
-		               block, c->memlen / 16);
+		sim_fail_after(s, 0, "bad_request",
+		               "block %zu is past the end of the card (%zu blocks)", block,
+		               c->memlen / 16);
 		return;
 	}
 	c->auth_sector = (int)(block / 4);
@@ -549,9 +555,8 @@ static json_t *card_status(struct sim *s)
 }
 
 static const struct sim_verb verbs[] = {
-        {"wait", do_wait}, {"read", do_read},   {"write", do_write},
-        {"apdu", do_apdu}, {"eject", do_eject}, {"verify", do_verify},
-        {"auth", do_auth}, {NULL, NULL},
+        {"wait", do_wait},   {"read", do_read},     {"write", do_write}, {"apdu", do_apdu},
+        {"eject", do_eject}, {"verify", do_verify}, {"auth", do_auth},   {NULL, NULL},
 };
 
 static const struct sim_inject injects[] = {

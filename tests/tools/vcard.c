@@ -32,10 +32,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SLE_SIZE    256
-#define MIF_BLOCKS  64
-#define STATE_SLE   (SLE_SIZE + 4 + 1 + 3)
-#define STATE_MIF   (MIF_BLOCKS * 16)
+#define SLE_SIZE     256
+#define MIF_BLOCKS   64
+#define STATE_SLE    (SLE_SIZE + 4 + 1 + 3)
+#define STATE_MIF    (MIF_BLOCKS * 16)
 #define MAX_RESPONSE 260
 
 struct card {
@@ -44,7 +44,7 @@ struct card {
 	uint8_t prot[4]; /* SLE4442: bit i of byte i/8 clear = byte i locked */
 	uint8_t psc[3];
 	int tries;
-	int verified;       /* SLE4442: PSC presented since power-on */
+	int verified; /* SLE4442: PSC presented since power-on */
 	uint8_t uid[4];
 	uint8_t keys[2][6]; /* MIFARE: the reader's key slots (LOAD KEY) */
 	int auth_sector;    /* MIFARE: -1 = none */
