@@ -11,14 +11,22 @@
 		NULL, 0, 0, 0, 0, NULL                                                             \
 	}
 
+/* SLE4442 memory is addressed by byte (offset/length), MIFARE Classic by
+ * 16-byte block (block/blocks): one or the other, never both. */
+static int check_card_addr(json_t *args, char *why, size_t whylen);
+static int check_card_write(json_t *args, char *why, size_t whylen);
+static int check_card_verify(json_t *args, char *why, size_t whylen);
 static const struct arg_spec card_read[] = {
         {"offset", ARG_INT, 0, 0, 65535, NULL},
         {"length", ARG_INT, 0, 1, 4096, NULL},
+        {"block", ARG_INT, 0, 0, 255, NULL},
+        {"blocks", ARG_INT, 0, 1, 256, NULL},
         END,
 };
 static const struct arg_spec card_write[] = {
-        {"offset", ARG_INT, 1, 0, 65535, NULL},
-        {"data", ARG_HEX, 1, 2, 8192, NULL},
+        {"offset", ARG_INT, 0, 0, 65535, NULL},
+        {"block", ARG_INT, 0, 0, 255, NULL},
+        {"data", ARG_HEX, 0, 2, 8192, NULL}, /* required: check_card_write, after the address */
         END,
 };
 static const struct arg_spec card_apdu[] = {
@@ -26,9 +34,26 @@ static const struct arg_spec card_apdu[] = {
         {"apdu", ARG_HEX, 1, 8, 2 * 261, NULL},
         END,
 };
+static const struct arg_spec card_verify[] = {
+        {"psc", ARG_HEX, 1, 2, 64, NULL},
+        {"force", ARG_BOOL, 0, 0, 0, NULL},
+        END,
+};
+static const struct arg_spec card_auth[] = {
+        {"block", ARG_INT, 1, 0, 255, NULL},
+        {"key", ARG_STR, 1, 1, 64, NULL}, /* a key NAME from the key file, never bytes */
+        {"key_type", ARG_ENUM, 0, 0, 0, "A|B"},
+        END,
+};
 static const struct verb_spec cardreader_verbs[] = {
-        {"status", NOARGS, NULL},    {"wait", NOARGS, NULL},    {"read", card_read, NULL},
-        {"write", card_write, NULL}, {"apdu", card_apdu, NULL}, {"eject", NOARGS, NULL},
+        {"status", NOARGS, NULL},
+        {"wait", NOARGS, NULL},
+        {"read", card_read, check_card_addr},
+        {"write", card_write, check_card_write},
+        {"verify", card_verify, check_card_verify},
+        {"auth", card_auth, NULL},
+        {"apdu", card_apdu, NULL},
+        {"eject", NOARGS, NULL},
         {NULL, NULL, NULL},
 };
 
@@ -309,6 +334,58 @@ int schema_check(const struct verb_spec *spec, json_t *args, char *why, size_t w
 		}
 	}
 	return spec->check ? spec->check(args, why, whylen) : 0;
+}
+
+static int check_card_addr(json_t *args, char *why, size_t whylen)
+{
+	int bytes = json_object_get(args, "offset") || json_object_get(args, "length");
+	int blocks = json_object_get(args, "block") || json_object_get(args, "blocks");
+
+	if (bytes && blocks) {
+		snprintf(why, whylen,
+		         "give offset/length (SLE4442) or block/blocks (MIFARE), "
+		         "not both");
+		return -1;
+	}
+	if (json_object_get(args, "blocks") && !json_object_get(args, "block")) {
+		snprintf(why, whylen, "blocks: needs block");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_card_write(json_t *args, char *why, size_t whylen)
+{
+	int off = json_object_get(args, "offset") != NULL,
+	    blk = json_object_get(args, "block") != NULL;
+
+	if (off && blk) {
+		snprintf(why, whylen, "give offset (SLE4442) or block (MIFARE), not both");
+		return -1;
+	}
+	if (!off && !blk) {
+		snprintf(why, whylen, "missing argument 'offset'");
+		return -1;
+	}
+	if (!json_object_get(args, "data")) {
+		snprintf(why, whylen, "missing argument 'data'");
+		return -1;
+	}
+	if (blk && json_string_length(json_object_get(args, "data")) % 32) {
+		snprintf(why, whylen,
+		         "data: must be whole 16-byte blocks (a multiple of 32 hex "
+		         "digits) with block");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_card_verify(json_t *args, char *why, size_t whylen)
+{
+	if (json_string_length(json_object_get(args, "psc")) == 6)
+		return 0;
+	snprintf(why, whylen, "psc: must be 3 bytes (6 hex digits)");
+	return -1;
 }
 
 static int check_play(json_t *args, char *why, size_t whylen)

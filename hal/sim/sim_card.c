@@ -30,6 +30,7 @@ struct card {
 	uint8_t mem[CARD_MAX];
 	size_t memlen;
 	int psc_left;
+	int auth_sector; /* MIFARE: the sector cardreader.auth opened, -1 none */
 
 	/* the running command */
 	enum card_op op;
@@ -113,6 +114,7 @@ static json_t *card_info(const struct card *c)
 static void insert_card(struct sim *s, struct card *c)
 {
 	c->present = 1;
+	c->auth_sector = -1;
 	c->gen++;
 	sim_log(s, "card inserted (%s)", c->type);
 	sim_emit(s, "inserted",
@@ -201,14 +203,51 @@ static void read_done(struct sim *s)
 	sim_reply(s, r);
 }
 
+/* Block addressing (MIFARE): like the pcsc plugin, only blocks of the
+ * sector cardreader.auth opened.  0, or -1 with the request failed. */
+static int blocks_ok(struct sim *s, struct card *c, size_t block, size_t n)
+{
+	if (strcmp(c->type, "mifare") != 0) {
+		sim_fail_after(s, 0, "bad_request",
+		               "SLE4442 memory is addressed by offset, not block");
+		return -1;
+	}
+	if (block + n > c->memlen / 16) {
+		sim_fail_after(s, 0, "bad_request",
+		               "blocks %zu-%zu are past the end of the card (%zu blocks)", block,
+		               block + n - 1, c->memlen / 16);
+		return -1;
+	}
+	for (size_t b = block; b < block + n; b++)
+		if (c->auth_sector != (int)(b / 4)) {
+			sim_fail_after(s, 0, "device_error",
+			               "block %zu: access denied: authenticate sector %zu first "
+			               "(cardreader.auth)",
+			               b, b / 4);
+			return -1;
+		}
+	return 0;
+}
+
 static void do_read(struct sim *s, json_t *args)
 {
 	struct card *c = card(s);
 	json_t *o = json_object_get(args, "offset"), *l = json_object_get(args, "length");
+	json_t *b = json_object_get(args, "block"), *nb = json_object_get(args, "blocks");
 	size_t off = o ? (size_t)json_integer_value(o) : 0;
 
 	if (need_card(s, c, 1) < 0)
 		return;
+	if (b) {
+		size_t n = nb ? (size_t)json_integer_value(nb) : 1;
+		if (blocks_ok(s, c, (size_t)json_integer_value(b), n) < 0)
+			return;
+		begin(c, OP_READ);
+		c->off = 16 * (size_t)json_integer_value(b);
+		c->len = 16 * n;
+		sim_step(s, s->latency_ms, read_done);
+		return;
+	}
 	if (off >= c->memlen) {
 		sim_fail_after(s, 0, "bad_request",
 		               "offset %zu is past the end of the card (%zu bytes)", off,
@@ -241,12 +280,26 @@ static void write_done(struct sim *s)
 static void do_write(struct sim *s, json_t *args)
 {
 	struct card *c = card(s);
+	json_t *b = json_object_get(args, "block");
 	size_t off = (size_t)json_integer_value(json_object_get(args, "offset"));
 	const char *hex = json_string_value(json_object_get(args, "data"));
 	size_t n = strlen(hex) / 2;
 
 	if (need_card(s, c, 1) < 0)
 		return;
+	if (b) {
+		off = 16 * (size_t)json_integer_value(b);
+		if (blocks_ok(s, c, off / 16, n / 16) < 0)
+			return;
+		for (size_t k = off / 16; k < (off + n) / 16; k++)
+			if (k == 0 || k % 4 == 3) {
+				sim_fail_after(
+				        s, 0, "bad_request",
+				        "block %zu is %s: not written through cardreader.write", k,
+				        k ? "a sector trailer" : "read-only");
+				return;
+			}
+	}
 	if (off > c->memlen || n > c->memlen - off) {
 		sim_fail_after(s, 0, "bad_request",
 		               "write past end: %zu bytes at %zu, card has %zu", n, off, c->memlen);
@@ -290,6 +343,75 @@ static void do_apdu(struct sim *s, json_t *args)
 	sim_hex_decode(json_string_value(json_object_get(args, "apdu")), c->buf, sizeof(c->buf));
 	begin(c, OP_APDU);
 	sim_step(s, s->latency_ms, apdu_done);
+}
+
+/* SLE4442 PSC: the simulated card's PSC is the factory default ffffff. */
+static void do_verify(struct sim *s, json_t *args)
+{
+	static const uint8_t factory[3] = {0xff, 0xff, 0xff};
+	struct card *c = card(s);
+	uint8_t psc[3];
+
+	if (need_card(s, c, 1) < 0)
+		return;
+	if (strcmp(c->type, "sle4442") != 0) {
+		sim_fail_after(s, 0, "bad_request",
+		               "this verb is for SLE4442 cards; the card in the reader is %s",
+		               c->type);
+		return;
+	}
+	if (c->psc_left == 0) {
+		sim_fail_after(s, 0, "device_error", "card locked: no PSC attempts left");
+		return;
+	}
+	if (c->psc_left == 1 && !json_is_true(json_object_get(args, "force"))) {
+		sim_fail_after(s, 0, "device_error",
+		               "only 1 PSC attempt left: not presented (a wrong PSC now locks the "
+		               "card for good; set force to present it anyway)");
+		return;
+	}
+	sim_hex_decode(json_string_value(json_object_get(args, "psc")), psc, sizeof(psc));
+	c->psc_left = memcmp(psc, factory, 3) == 0 ? 3 : c->psc_left - 1;
+	sim_reply_after(s, s->latency_ms,
+	                json_pack("{s:b,s:i}", "verified", c->psc_left == 3, "psc_attempts_left",
+	                          c->psc_left));
+}
+
+/* MIFARE: the simulator's trailers hold the transport key (ff..ff) as
+ * both A and B, known here under the name "transport". */
+static void do_auth(struct sim *s, json_t *args)
+{
+	struct card *c = card(s);
+	const char *key = json_string_value(json_object_get(args, "key"));
+	const char *kt = json_string_value(json_object_get(args, "key_type"));
+	size_t block = (size_t)json_integer_value(json_object_get(args, "block"));
+
+	if (need_card(s, c, 1) < 0)
+		return;
+	if (strcmp(c->type, "mifare") != 0) {
+		sim_fail_after(
+		        s, 0, "bad_request",
+		        "this verb is for MIFARE Classic cards; the card in the reader is %s",
+		        c->type);
+		return;
+	}
+	if (strcmp(key, "transport") != 0) {
+		sim_fail_after(
+		        s, 0, "bad_request",
+		        "no key named '%.64s' in the key file (the simulator has 'transport')",
+		        key);
+		return;
+	}
+	if (block >= c->memlen / 16) {
+		sim_fail_after(s, 0, "bad_request",
+		               "block %zu is past the end of the card (%zu blocks)", block,
+		               c->memlen / 16);
+		return;
+	}
+	c->auth_sector = (int)(block / 4);
+	sim_reply_after(s, s->latency_ms,
+	                json_pack("{s:I,s:I,s:s}", "block", (json_int_t)block, "sector",
+	                          (json_int_t)(block / 4), "key_type", kt ? kt : "A"));
 }
 
 static void eject_done(struct sim *s)
@@ -433,8 +555,8 @@ static json_t *card_status(struct sim *s)
 }
 
 static const struct sim_verb verbs[] = {
-        {"wait", do_wait}, {"read", do_read},   {"write", do_write},
-        {"apdu", do_apdu}, {"eject", do_eject}, {NULL, NULL},
+        {"wait", do_wait},   {"read", do_read},     {"write", do_write}, {"apdu", do_apdu},
+        {"eject", do_eject}, {"verify", do_verify}, {"auth", do_auth},   {NULL, NULL},
 };
 
 static const struct sim_inject injects[] = {
