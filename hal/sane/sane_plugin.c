@@ -7,11 +7,14 @@
  * before the job is back waits for it, and a failed connect is reported
  * with host->lost(), so the core reopens with its backoff.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sane_plugin.h"
+
+#define SANE_LIBRARY "libsane.so.1"
 
 static const struct kiosk_option sane_options_table[] = {
         {"device", KIOSK_OPT_STRING, "", 0, 0,
@@ -158,6 +161,12 @@ static json_t *sane_status(struct kiosk_dev *dev)
 static int sane_init_plugin(const struct kiosk_host *host)
 {
 	g_host = host;
+	/* libsane keeps static state it never frees (its config path list) and
+	 * cannot be set up twice cleanly: keep it loaded for the life of the
+	 * process even when the daemon unloads this plugin. */
+	if (!dlopen(SANE_LIBRARY, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE))
+		host->log(NULL, KIOSK_LOG_WARNING, "sane: cannot pin %s: %s", SANE_LIBRARY,
+		          dlerror());
 	return 0;
 }
 
