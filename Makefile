@@ -15,6 +15,7 @@ SYSCONFDIR ?= /etc
 LIBDIR    ?= $(PREFIX)/lib
 PLUGINDIR ?= $(LIBDIR)/kioskd/hal
 INCLUDEDIR ?= $(PREFIX)/include
+UDEVRULESDIR ?= $(SYSCONFDIR)/udev/rules.d
 PYTHON    ?= /usr/bin/python3
 
 PKGS      := libevent libevent_pthreads jansson sqlite3 libcurl openssl libsystemd inih libusb-1.0
@@ -63,7 +64,7 @@ extra_srcs = $(if $(wildcard $(1).srcs),$(shell cat $(1).srcs))
 extra_pkgs = $(if $(wildcard $(1).pkgs),$(shell pkg-config --cflags --libs $$(cat $(1).pkgs)))
 
 .PHONY: all demo check test unit system endpoint-test fuzz fuzz-smoke bench install clean deps deps-test \
-        format lint
+        format lint udev-rules
 
 all: deps $(BUILD)/kioskd $(BUILD)/kioskctl $(PLUGIN_SOS) links
 
@@ -190,10 +191,18 @@ install: all
 	install -m 0755 $(BUILD)/kioskctl $(DESTDIR)$(PREFIX)/bin/kioskctl
 	install -m 0755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGINDIR)/
 	install -m 0644 hal/include/kiosk/hal.h $(DESTDIR)$(INCLUDEDIR)/kiosk/hal.h
+	install -D -m 0644 systemd/70-kioskd.rules $(DESTDIR)$(UDEVRULESDIR)/70-kioskd.rules
 	sed -e 's|@PREFIX@|$(PREFIX)|;s|@INCLUDEDIR@|$(INCLUDEDIR)|;s|@PLUGINDIR@|$(PLUGINDIR)|;s|@VERSION@|$(VERSION)|' \
 	    hal/kiosk-hal.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/kiosk-hal.pc
 	[ -e $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf ] || \
 	    install -m 0644 conf/kioskd.conf $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf
+
+# systemd/70-kioskd.rules comes from the plugins' match tables (a test
+# checks the committed file is current).
+UDEV_RULES ?= systemd/70-kioskd.rules
+udev-rules: $(BUILD)/kioskd $(PLUGIN_SOS)
+	$(BUILD)/kioskd --udev-rules --plugin-path $(BUILD)/hal > $(UDEV_RULES).tmp
+	mv $(UDEV_RULES).tmp $(UDEV_RULES)
 
 FORMAT_FILES = $(wildcard src/*.[ch] hal/include/kiosk/*.h hal/*/*.[ch] tests/plugins/*.c tests/tools/*.c)
 

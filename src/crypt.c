@@ -14,22 +14,12 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 void crypt_wipe(void *p, size_t len)
 {
 	if (p)
 		OPENSSL_cleanse(p, len);
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* 32 raw bytes, or 64 hex digits and an optional newline. */

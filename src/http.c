@@ -652,17 +652,6 @@ uint64_t http_random(void)
 	return r;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int http_path_check(const char *path, char *why, size_t whylen)
 {
 	/* RFC 3986 pchar and '/', less '%' (checked below) */

@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "devices.h"
 #include "events.h"
+#include "hwlist.h"
 #include "ipc.h"
 #include "log.h"
 #include "notify.h"
@@ -33,6 +34,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: kioskd [--config FILE] [--runtime-dir DIR] [--state-dir DIR]\n"
 	        "              [--debug] [--check-config] [--version] [--help]\n"
+	        "       kioskd --list-hardware | --udev-rules [--plugin-path PATH]\n"
 	        "\n"
 	        "The kiosk device daemon: drives the kiosk's peripherals through HAL plugins\n"
 	        "and serves the UI protocol on DIR/ui.sock and DIR/admin.sock.\n"
@@ -45,6 +47,12 @@ static void usage(FILE *f)
 	        "  -d, --debug           log at debug level\n"
 	        "  -n, --check-config    check the configuration and its plugins, print every\n"
 	        "                        problem as file:line: message, exit 0 when it is valid\n"
+	        "      --list-hardware   list every installed plugin and the hardware its match\n"
+	        "                        table names, then exit\n"
+	        "      --udev-rules      print udev rules giving group kioskd access to that USB\n"
+	        "                        hardware, then exit\n"
+	        "      --plugin-path PATH  plugin directories for the two above (colon-separated;\n"
+	        "                        default: plugin_path of the configuration)\n"
 	        "  -V, --version         print the version and exit\n"
 	        "  -h, --help            print this help and exit\n"
 	        "\n"
@@ -57,7 +65,8 @@ static void usage(FILE *f)
 
 struct options {
 	const char *config, *runtime_dir, *state_dir;
-	int debug, check;
+	const char *plugin_path;
+	int debug, check, hwlist; /* hwlist: 1 + enum hwlist_format */
 };
 
 static void parse_args(int argc, char **argv, struct options *o)
@@ -68,6 +77,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 	        {"state-dir", required_argument, NULL, 's'},
 	        {"debug", no_argument, NULL, 'd'},
 	        {"check-config", no_argument, NULL, 'n'},
+	        {"list-hardware", no_argument, NULL, 'L'},
+	        {"udev-rules", no_argument, NULL, 'U'},
+	        {"plugin-path", required_argument, NULL, 'P'},
 	        {"version", no_argument, NULL, 'V'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -90,6 +102,15 @@ static void parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'n':
 			o->check = 1;
+			break;
+		case 'L':
+			o->hwlist = 1 + HWLIST_TEXT;
+			break;
+		case 'U':
+			o->hwlist = 1 + HWLIST_UDEV;
+			break;
+		case 'P':
+			o->plugin_path = optarg;
 			break;
 		case 'V':
 			printf("kioskd %s (plugin ABI %d.%d)\n", KIOSKD_VERSION,
@@ -155,6 +176,35 @@ static void report_unfinished_flows(void)
 	json_decref(flows);
 }
 
+/* --list-hardware / --udev-rules: the plugins on --plugin-path, else on
+ * the configuration's plugin_path (a configuration that cannot be read
+ * falls back to the built-in directory). */
+static int list_hardware(const struct options *o)
+{
+	struct diag diag = {0};
+	struct conf *c;
+
+	log_setlevel(LOG_WARNING); /* stdout is the product here */
+	c = o->plugin_path ? NULL : conf_load_partial(o->config, &diag);
+	char path[8192], beside[4096];
+	int rc;
+
+	if (o->plugin_path)
+		snprintf(path, sizeof(path), "%s", o->plugin_path);
+	else if (plugin_dir_beside_binary(beside, sizeof(beside)) == 0)
+		snprintf(path, sizeof(path), "%s:%s",
+		         c && c->plugin_path ? c->plugin_path : KIOSKD_PLUGINDIR, beside);
+	else
+		snprintf(path, sizeof(path), "%s",
+		         c && c->plugin_path ? c->plugin_path : KIOSKD_PLUGINDIR);
+	rc = hwlist_print(stdout, path, (enum hwlist_format)(o->hwlist - 1), "kioskd");
+
+	diag_free(&diag);
+	conf_free(c);
+	plugin_unload_all();
+	return rc;
+}
+
 static int check_config(const char *path)
 {
 	struct diag diag = {0};
@@ -185,6 +235,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &daemon_started);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (o.hwlist)
+		return list_hardware(&o);
 	if (o.check)
 		return check_config(o.config);
 	daemon_conf = conf_load(o.config, &diag);

@@ -20,7 +20,7 @@ static struct plugin *plugins;
 
 /* A build tree keeps plugins in build/hal/ beside build/kioskd: look there
  * last, so './kioskd --config conf/kioskd.conf' works uninstalled. */
-static int find_beside_binary(const char *name, char *out, size_t outlen)
+int plugin_dir_beside_binary(char *out, size_t outlen)
 {
 	char exe[PATH_MAX / 2];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -32,7 +32,17 @@ static int find_beside_binary(const char *name, char *out, size_t outlen)
 	if (!(slash = strrchr(exe, '/')))
 		return -1;
 	*slash = 0;
-	snprintf(out, outlen, "%s/hal/%s.so", exe, name);
+	snprintf(out, outlen, "%s/hal", exe);
+	return 0;
+}
+
+static int find_beside_binary(const char *name, char *out, size_t outlen)
+{
+	char dir[PATH_MAX / 2];
+
+	if (plugin_dir_beside_binary(dir, sizeof(dir)) < 0)
+		return -1;
+	snprintf(out, outlen, "%s/%s.so", dir, name);
 	return access(out, R_OK);
 }
 

@@ -29,6 +29,8 @@ int plugin_check_device(const struct plugin *p, const struct conf_device *d, str
 /* The option's default text, or NULL. */
 const char *plugin_option_default(const struct plugin *p, const char *key);
 void plugin_unload_all(void);
+/* build/hal beside build/kioskd: searched after the plugin path. */
+int plugin_dir_beside_binary(char *out, size_t outlen);
 
 #ifdef KIOSKD_FUZZING
 /* A plugin linked into the fuzzer, then found under name as if loaded. */

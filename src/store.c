@@ -962,6 +962,8 @@ static int check_blob(struct sub *s, json_t *v, size_t i, json_t *refs)
 	return 0;
 }
 
+static int check_blobs(struct sub *s, json_t *blobs);
+
 static int check_submit(struct sub *s, json_t *in)
 {
 	json_t *type = NULL, *payload = NULL, *pii = NULL, *blobs = NULL, *flow = NULL;
@@ -1036,24 +1038,32 @@ static int check_submit(struct sub *s, json_t *in)
 		snprintf(s->id, sizeof(s->id), "%s", json_string_value(txn_id));
 	else
 		new_id(s->id);
-	/* copies: the caller may change or reuse in once this returns */
-	s->type = json_deep_copy(type);
-	s->payload = json_deep_copy(payload);
+	/* references, not copies: the caller hands in over (store.h) */
+	s->type = json_incref(type);
+	s->payload = json_incref(payload);
 	s->flow = flow ? strdup(json_string_value(flow)) : NULL;
 	s->final = json_is_true(final);
 	s->created = now_ms();
 
-	/* the payload as stored: personal data sealed to this row */
+	/* the payload as stored: personal data sealed to this row.  Without
+	 * personal data the plain text is the stored text (the common case:
+	 * one serialisation per submission) */
 	char *text = json_dumps(payload, JSON_COMPACT);
 	size_t len = text ? strlen(text) : 0;
-	if (text)
-		crypt_wipe(text, len);
-	free(text);
 	if (!text)
 		return fail(s, STORE_EINVAL, "payload: cannot be serialised");
+	if (len > PAYLOAD_MAX || json_array_size(pii)) {
+		crypt_wipe(text, len);
+		free(text);
+		text = NULL;
+	}
 	if (len > PAYLOAD_MAX)
 		return fail(s, STORE_EINVAL, "payload: %zu bytes serialised, at most %d", len,
 		            PAYLOAD_MAX);
+	if (text) {
+		s->sealed = text;
+		return check_blobs(s, blobs);
+	}
 	json_t *stored = json_copy(payload);
 	json_array_foreach(pii, i, v)
 	{
@@ -1067,8 +1077,16 @@ static int check_submit(struct sub *s, json_t *in)
 	}
 	s->sealed = json_dumps(stored, JSON_COMPACT);
 	json_decref(stored);
-	if (json_array_size(pii))
-		s->pii = json_dumps(pii, JSON_COMPACT);
+	s->pii = json_dumps(pii, JSON_COMPACT);
+	if (!s->sealed || !s->pii)
+		return fail(s, STORE_EIO, "storage error: out of memory");
+	return check_blobs(s, blobs);
+}
+
+static int check_blobs(struct sub *s, json_t *blobs)
+{
+	size_t i;
+	json_t *v;
 
 	s->blob_ids = json_array();
 	if (json_array_size(blobs)) {
@@ -1083,7 +1101,7 @@ static int check_submit(struct sub *s, json_t *in)
 		s->blobs = json_dumps(refs, JSON_COMPACT);
 		json_decref(refs);
 	}
-	if (!s->sealed || (json_array_size(blobs) && !s->blobs))
+	if (json_array_size(blobs) && !s->blobs)
 		return fail(s, STORE_EIO, "storage error: out of memory");
 	return 0;
 }

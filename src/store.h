@@ -41,7 +41,9 @@ typedef void (*store_done_fn)(void *arg, enum store_err err, const char *why, js
  * failed (STORE_EFULL "storage full: ...", STORE_EIO).  endpoint is the
  * route's target, NULL when no route matches.  done() always runs later,
  * from the loop, never inside store_submit (except when the store is not
- * open: STORE_EIO at once).  in is not kept (the caller still owns it).
+ * open: STORE_EIO at once).  The store keeps references to values of in
+ * until done() ran: do not modify in after the call (dropping your own
+ * reference is fine).
  *
  * blobs: ids, or {"id", "mime"?}; stored as [{"id", "mime"?, "size"}].
  * A txn_id seen before with the same type, payload, flow, final, pii and

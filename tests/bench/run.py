@@ -3,7 +3,7 @@
 baselines measured in the same run.  See tests/bench/README.md.
 
     /usr/bin/python3 tests/bench/run.py --build /abs/path/to/build [--json FILE]
-        [--only idle,hello,fanout,ready,store,drain,rss] [--store-dir DIR]...
+        [--only idle,hello,fanout,ready,store,drain,rss,<plugin>...] [--store-dir DIR]...
         [--backlog N] [--keep]
 
 Exit status: 0 when every benchmark ran (whether or not it met its
@@ -52,7 +52,19 @@ FANOUT_SUBSCRIBERS = 32
 FANOUT_EVENTS = 500
 HELLO_COUNT = 20000
 
-SECTIONS = ("idle", "hello", "fanout", "ready", "store", "drain", "rss")
+# the plugin sections come from tests/bench/plugin_<name>.py (see plugin_sections)
+CORE_SECTIONS = ("idle", "hello", "fanout", "ready", "store", "drain", "rss")
+
+
+def plugin_sections():
+    """Each tests/bench/plugin_<name>.py is a section <name>: its
+    measure(build, tmp, log) returns the rows of the table it adds."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return tuple(sorted(os.path.basename(p)[len("plugin_"):-3]
+                        for p in glob.glob(os.path.join(here, "plugin_*.py"))))
+
+
+SECTIONS = CORE_SECTIONS + plugin_sections()
 
 # store: bench_submit / bench_sqlite, alternating, in rounds
 STORE_SECONDS = 2.0
@@ -850,6 +862,12 @@ def table(res, build):
             "<= %.0f, +<= %.0f MiB" % (BACKLOG_RSS_MAX_MIB, BACKLOG_RSS_SLACK_MIB),
             b <= BACKLOG_RSS_MAX_MIB and b - a <= BACKLOG_RSS_SLACK_MIB)
 
+    for name in sorted(res.get("plugins", {})):
+        for r in res["plugins"][name]:
+            ratio = r.get("ratio")
+            row(r["metric"], r["value"], r.get("baseline") or "-",
+                "-" if ratio is None else "%.2fx" % ratio, r.get("target") or "-", r.get("ok"))
+
     widths = [max(len(r[i]) for r in rows + [HEADER]) + 2 for i in range(len(HEADER))]
     out = ["kioskd benchmarks (build: %s%s, %d cores, load average %s at start)" % (
         build, ", ASan: NOT representative" if res["asan"] else "", os.cpu_count(),
@@ -980,6 +998,25 @@ def details(res):
 # --- main ---------------------------------------------------------------------
 
 
+def plugin_measurements(build, tmp, only, res):
+    """The plugin sections: each module starts the real component it
+    measures against (pcscd, the SANE test backend, ...) itself."""
+    import importlib
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    for name in plugin_sections():
+        if name not in only:
+            continue
+        log("run.py: plugin bench %s (tests/bench/plugin_%s.py)" % (name, name))
+        d = os.path.join(tmp, "plugin-" + name)
+        os.makedirs(d)
+        mod = importlib.import_module("plugin_" + name)
+        try:
+            rows = mod.measure(build, d, log)
+        except Exception as e:  # a broken component: a harness failure of this section
+            raise HarnessError("plugin bench %s: %s: %s" % (name, type(e).__name__, e))
+        res.setdefault("plugins", {})[name] = rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", required=True, help="absolute path of the build directory")
@@ -1079,6 +1116,7 @@ def main():
                 raise HarnessError("the reference endpoint did not stop cleanly:\n" +
                                    ep.log_tail())
             ep = None
+        plugin_measurements(build, tmp, only, res)
         res["elapsed_s"] = time.monotonic() - t_start
         ok = True
     except HarnessError as e:

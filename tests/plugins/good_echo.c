@@ -72,6 +72,8 @@ static json_t *echo_status(struct kiosk_dev *dev)
 
 static const struct kiosk_match echo_match[] = {
         {"sim", 0, 0, "echo test device"},
+        {"usb", 0x1234, 0x5678, "echo test printer"},
+        {"usb", 0x1d6b, 0, "any echo gadget"},
         {NULL, 0, 0, NULL},
 };
 
