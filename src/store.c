@@ -51,6 +51,8 @@
 #define PURGE_INTERVAL_S   3600
 #define PURGE_CHUNK        256
 #define AUDIT_BACKLOG_MAX  10000
+#define AUDIT_DELAY_MS     50  /* audit rows alone wait this long for company */
+#define AUDIT_BATCH        256 /* ... or until this many are waiting */
 #define LIST_DEFAULT       100
 #define LIST_MAX           1000
 
@@ -241,7 +243,7 @@ static struct {
 	sqlite3_stmt *st[S_N];
 	struct event_base *base;
 	struct event *commit_ev, *guard_ev, *purge_ev;
-	int scheduled;
+	int scheduled, audit_armed;
 	char path[PATH_MAX];
 	int retention_s;
 	unsigned char key[CRYPT_KEY_SIZE];
@@ -582,6 +584,24 @@ static void audit_free(struct audit *a)
 }
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg);
+static void schedule(void);
+static int exec(const char *sql);
+
+/* Every device command writes an audit row: committing each on its own
+ * would put a commit on the loop after every command.  Alone, they wait
+ * up to AUDIT_DELAY_MS for more rows (or for a submission's commit, which
+ * takes them along). */
+static void schedule_audit(void)
+{
+	struct timeval tv = {0, AUDIT_DELAY_MS * 1000};
+
+	if (S.naudits >= AUDIT_BATCH)
+		schedule();
+	if (S.scheduled || S.audit_armed || !S.guard_ev)
+		return;
+	S.audit_armed = 1;
+	evtimer_add(S.guard_ev, &tv);
+}
 
 static void schedule(void)
 {
@@ -791,12 +811,13 @@ static void commit_now(void)
 	struct sub *subs = S.subs;
 	struct report *reps = S.reps;
 	struct audit *auds = S.auds;
-	int need_db = reps || auds, rc = SQLITE_OK;
+	int need_db = reps || auds, rc = SQLITE_OK, lazy = 0;
 	int64_t first_new = 0;
 	char why[256] = "";
 	enum store_err err = STORE_OK;
 
 	S.scheduled = 0;
+	S.audit_armed = 0;
 	if (S.guard_ev)
 		evtimer_del(S.guard_ev);
 	S.subs = NULL;
@@ -814,6 +835,15 @@ static void commit_now(void)
 		err = STORE_EIO;
 		snprintf(why, sizeof(why), "storage error: the store is closed");
 	} else if (need_db) {
+		/* audit rows alone are not worth an fsync on the loop thread
+		 * (every device command writes one): they are written to the WAL
+		 * (a crash of the daemon keeps them) and reach the disk with the
+		 * next durable commit or checkpoint (a power cut may lose them) */
+		lazy = !reps;
+		for (struct sub *s = subs; lazy && s; s = s->next)
+			lazy = !s->db;
+		if (lazy)
+			exec("PRAGMA synchronous = NORMAL");
 		rc = begin();
 		/* reports first: a repeated submission answers the state after them */
 		for (struct report *r = reps; rc == SQLITE_OK && r; r = r->next)
@@ -833,6 +863,8 @@ static void commit_now(void)
 		} else {
 			S.commits++;
 		}
+		if (lazy)
+			exec("PRAGMA synchronous = FULL");
 	}
 
 	if (err == STORE_OK) {
@@ -1149,7 +1181,7 @@ void store_audit(const char *device, const char *cmd, const char *flow, const ch
 	*S.auds_tail = a;
 	S.auds_tail = &a->next;
 	S.naudits++;
-	schedule();
+	schedule_audit();
 }
 
 void store_report(const char *id, enum store_outcome o, const char *reason)
@@ -1632,6 +1664,9 @@ json_t *store_audit_list(json_t *filter, char *why, size_t whylen)
 	char sql[512];
 	sqlite3_stmt *st;
 	int rc;
+
+	if (S.auds) /* rows still waiting for company: the list shows them */
+		commit_now();
 
 	if (!S.db) {
 		snprintf(why, whylen, "the store is closed");

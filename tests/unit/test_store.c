@@ -785,13 +785,27 @@ static void test_audit(void **state)
 	                               "AND outcome = 'error' AND detail = 'paper_out' AND ts > 0"),
 	                 1);
 	sqlite3_close(db);
-	/* on its own it is committed at the end of the turn too */
+	/* on its own it waits a little for company (not a commit per
+	 * device command), then is committed */
 	store_audit("locker0", "locker.open", NULL, NULL, "ok", NULL);
 	event_base_loop(t_base, EVLOOP_NONBLOCK);
 	event_base_loop(t_base, EVLOOP_NONBLOCK);
 	db = t_raw();
+	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM audit"), 2);
+	sqlite3_close(db);
+	struct timeval tv = {0, 200000};
+	event_base_loopexit(t_base, &tv);
+	event_base_dispatch(t_base);
+	db = t_raw();
 	assert_int_equal(t_raw_int(db, "SELECT count(*) FROM audit"), 3);
 	sqlite3_close(db);
+	/* audit.list shows rows still waiting */
+	store_audit("locker0", "locker.open", NULL, NULL, "ok", "door 2");
+	char why[128];
+	json_t *list = store_audit_list(NULL, why, sizeof(why));
+	assert_non_null(list);
+	assert_int_equal(json_array_size(list), 4);
+	json_decref(list);
 	t_res_clear(&r);
 }
 
