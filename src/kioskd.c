@@ -21,6 +21,7 @@
 #include "log.h"
 #include "notify.h"
 #include "plugin.h"
+#include "sig.h"
 #include "store.h"
 #include "sync.h"
 #include "usb.h"
@@ -145,10 +146,8 @@ static void pick_dir(char **dst, const char *cli, const char *env, const char *d
 	}
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void on_signal(int sig)
 {
-	(void)what;
-	(void)arg;
 	if (sig == SIGHUP) {
 		struct diag diag = {0};
 		log_info("SIGHUP: reloading %s", daemon_conf->path);
@@ -227,13 +226,11 @@ int main(int argc, char **argv)
 {
 	struct options o = {.config = KIOSKD_SYSCONFDIR "/kioskd/kioskd.conf"};
 	struct diag diag = {0};
-	struct event *sigs[4];
-	static const int signums[] = {SIGHUP, SIGTERM, SIGINT};
 
 	parse_args(argc, argv, &o);
 	log_init("kioskd", o.debug ? LOG_DEBUG : LOG_INFO);
 	clock_gettime(CLOCK_MONOTONIC, &daemon_started);
-	signal(SIGPIPE, SIG_IGN);
+	sig_block();
 
 	if (o.hwlist)
 		return list_hardware(&o);
@@ -268,10 +265,8 @@ int main(int argc, char **argv)
 		fatal("cannot start the worker pool");
 	if (ipc_init(daemon_base, daemon_conf) < 0)
 		fatalx("cannot listen; giving up");
-	for (size_t i = 0; i < sizeof(signums) / sizeof(signums[0]); i++) {
-		sigs[i] = evsignal_new(daemon_base, signums[i], on_signal, NULL);
-		evsignal_add(sigs[i], NULL);
-	}
+	if (sig_init(daemon_base, on_signal) < 0)
+		fatalx("cannot receive signals");
 	devices_start(daemon_conf);
 	if (sync_init(daemon_base, daemon_conf) < 0)
 		fatalx("cannot start delivery");
@@ -288,8 +283,7 @@ int main(int argc, char **argv)
 	sync_shutdown();
 	store_close();
 	notify_shutdown();
-	for (size_t i = 0; i < sizeof(signums) / sizeof(signums[0]); i++)
-		event_free(sigs[i]);
+	sig_shutdown();
 	plugin_unload_all();
 	conf_free(daemon_conf);
 	event_base_free(daemon_base);
