@@ -25,12 +25,16 @@ static void sig_set(sigset_t *set)
 	sigaddset(set, SIGINT);
 }
 
+/* SIGPIPE is ignored and also blocked: should a library put it back to
+ * its default, a write to a client that went away still only fails with
+ * EPIPE. */
 void sig_block(void)
 {
 	sigset_t set;
 
 	signal(SIGPIPE, SIG_IGN);
 	sig_set(&set);
+	sigaddset(&set, SIGPIPE);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 }
 

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <sane/saneopts.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,29 +20,10 @@
 static pthread_mutex_t sane_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sane_inited; /* under sane_lock */
 
-/* Backends that read in a sanei_thread reset SIGTERM to its default in the
- * reader (meant for a forked child; with threads it is process-wide), and
- * the daemon's next SIGTERM would kill it instead of stopping it.  The
- * daemon's own dispositions are saved before sane_init() and put back
- * after every call that may start or end a reader. */
-static const int kept_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
-static struct sigaction saved[sizeof(kept_signals) / sizeof(kept_signals[0])];
-
-static void save_signals(void)
-{
-	for (size_t i = 0; i < sizeof(kept_signals) / sizeof(kept_signals[0]); i++)
-		sigaction(kept_signals[i], NULL, &saved[i]);
-}
-
-static void restore_signals(void)
-{
-	struct sigaction now;
-
-	for (size_t i = 0; i < sizeof(kept_signals) / sizeof(kept_signals[0]); i++)
-		if (sigaction(kept_signals[i], NULL, &now) == 0 &&
-		    now.sa_handler != saved[i].sa_handler)
-			sigaction(kept_signals[i], &saved[i], NULL);
-}
+/* Backends that read in a sanei_thread reset SIGTERM (and SIGPIPE) to
+ * their defaults for the whole process; the daemon keeps those signals
+ * blocked in every thread and reads them from a signalfd (src/sig.c), so
+ * nothing here needs to put dispositions back. */
 
 static int fail(struct sdev_err *err, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -294,7 +274,6 @@ static int connect_locked(const char *want, const struct sane_kvs *kvs, SANE_Han
 	SANE_Int version;
 
 	if (!sane_inited) {
-		save_signals();
 		if ((st = sane_init(&version, NULL)) != SANE_STATUS_GOOD)
 			return fail(err, "device_offline", "sane_init: %s", sane_strstatus(st));
 		sane_inited = 1;
@@ -420,7 +399,6 @@ SANE_Status sdev_start(SANE_Handle h, SANE_Parameters *p)
 	st = sane_start(h);
 	if (st == SANE_STATUS_GOOD)
 		st = sane_get_parameters(h, p);
-	restore_signals();
 	pthread_mutex_unlock(&sane_lock);
 	return st;
 }
@@ -431,24 +409,21 @@ SANE_Status sdev_read(SANE_Handle h, SANE_Byte *buf, SANE_Int max, SANE_Int *len
 
 	pthread_mutex_lock(&sane_lock);
 	st = sane_read(h, buf, max, len);
-	restore_signals();
 	pthread_mutex_unlock(&sane_lock);
 	return st;
 }
 
+/* Not under sane_lock: the read it stops holds it, and SANE means
+ * sane_cancel() to be called while sane_read() blocks elsewhere. */
 void sdev_cancel(SANE_Handle h)
 {
-	pthread_mutex_lock(&sane_lock);
 	sane_cancel(h);
-	restore_signals();
-	pthread_mutex_unlock(&sane_lock);
 }
 
 void sdev_close(SANE_Handle h)
 {
 	pthread_mutex_lock(&sane_lock);
 	sane_close(h);
-	restore_signals();
 	pthread_mutex_unlock(&sane_lock);
 }
 
