@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sane_plugin.h"
 
@@ -130,10 +131,24 @@ static void job_read(void *arg)
 	}
 }
 
+/* Backends built on sanei_thread (the test backend and many real ones)
+ * stop their reader thread with asynchronous cancellation.  A reader
+ * cancelled inside malloc() leaves the allocator's lock held and every
+ * thread of the daemon that allocates hangs (seen here: a fault returned
+ * by the first sane_read(), cancelled while the reader was still
+ * allocating its buffer).  After a read that ended early, give the reader
+ * time to get past its start-up before cancelling it; a finished page's
+ * reader has already ended.  Hosting libsane in a helper process would
+ * remove the hazard altogether (hal/sane/README.md). */
+#define READER_SETTLE_US 100000
+
 static void job_end(void *arg)
 {
 	struct sctx *c = arg;
+	SANE_Status st = c->scan.st;
 
+	if (st != SANE_STATUS_GOOD && st != SANE_STATUS_EOF && st != SANE_STATUS_CANCELLED)
+		usleep(READER_SETTLE_US);
 	sdev_cancel(c->h);
 }
 
