@@ -150,8 +150,9 @@ static void take_job_state(struct cq *p, int state)
 	p->host->log(p->dev, KIOSK_LOG_INFO, "job %d %s", p->job_id, cq_job_state_name(state));
 	p->host->progress(p->req, json_pack("{s:i,s:s}", "job_id", p->job_id, "state",
 	                                    cq_job_state_name(state)));
-	p->host->emit(p->dev, "job_state",
-	              json_pack("{s:i,s:s}", "job_id", p->job_id, "state", cq_job_state_name(state)));
+	p->host->emit(
+	        p->dev, "job_state",
+	        json_pack("{s:i,s:s}", "job_id", p->job_id, "state", cq_job_state_name(state)));
 }
 
 /* The device cannot print: answer the request, then hand the device back
@@ -289,8 +290,7 @@ static void submit_job(void *arg)
 		w->offline = 1;
 		return;
 	}
-	w->job_id = cq_submit(p->conn, p->queue, &w->opts, w->data, w->len, w->why,
-	                      sizeof(w->why));
+	w->job_id = cq_submit(p->conn, p->queue, &w->opts, w->data, w->len, w->why, sizeof(w->why));
 }
 
 static void submit_done(void *arg)
@@ -399,8 +399,7 @@ static void do_print(struct cq *p, json_t *args)
 
 /* --- plugin entry points --- */
 
-static int cups_open(struct kiosk_dev *dev, const struct kiosk_host *host, char *why,
-                     size_t whylen)
+static int cups_open(struct kiosk_dev *dev, const struct kiosk_host *host, char *why, size_t whylen)
 {
 	const char *queue = host->config(dev, "queue");
 	struct cq *p;
@@ -419,8 +418,8 @@ static int cups_open(struct kiosk_dev *dev, const struct kiosk_host *host, char 
 	snprintf(p->queue, sizeof(p->queue), "%s", queue);
 	snprintf(p->job_name, sizeof(p->job_name), "%s", host->config(dev, "job_name"));
 	host->set_priv(dev, p);
-	p->poll = host->timer_start(dev, (uint32_t)atoi(host->config(dev, "poll_ms")), 1, on_poll,
-	                            p);
+	p->poll =
+	        host->timer_start(dev, (uint32_t)atoi(host->config(dev, "poll_ms")), 1, on_poll, p);
 	start_poll(p);
 	return 0;
 }

@@ -166,8 +166,8 @@ static int send_document(http_t *h, const char *queue, int id, const struct cq_j
 	return cupsFinishDocument(h, queue) <= IPP_STATUS_OK_CONFLICTING ? 0 : -1;
 }
 
-int cq_submit(struct cq_conn *c, const char *queue, const struct cq_job_opts *o,
-              const void *data, size_t len, char *why, size_t whylen)
+int cq_submit(struct cq_conn *c, const char *queue, const struct cq_job_opts *o, const void *data,
+              size_t len, char *why, size_t whylen)
 {
 	cups_option_t *opts = NULL;
 	int nopts = 0, id;
@@ -222,7 +222,8 @@ void cq_get_job(struct cq_conn *c, const char *queue, int job_id, struct cq_job 
 		ippDelete(resp);
 		return;
 	}
-	j->state = (a = ippFindAttribute(resp, "job-state", IPP_TAG_ENUM)) ? ippGetInteger(a, 0) : 0;
+	j->state =
+	        (a = ippFindAttribute(resp, "job-state", IPP_TAG_ENUM)) ? ippGetInteger(a, 0) : 0;
 	/* CUPS puts a backend's complaint in the printer's message, which it
 	 * copies to the job as job-printer-state-message */
 	if (((a = ippFindAttribute(resp, "job-state-message", IPP_TAG_TEXT)) &&

@@ -34,8 +34,8 @@ struct cq_job_opts {
 
 /* Create a job on queue and send data as its one document: the job id,
  * or 0 with why. */
-int cq_submit(struct cq_conn *c, const char *queue, const struct cq_job_opts *o,
-              const void *data, size_t len, char *why, size_t whylen);
+int cq_submit(struct cq_conn *c, const char *queue, const struct cq_job_opts *o, const void *data,
+              size_t len, char *why, size_t whylen);
 
 /* Fill j with the job's state; j->state = 0 and CUPS' error in
  * j->message when it cannot be read. */

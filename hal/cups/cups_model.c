@@ -38,7 +38,7 @@ const char *cq_media_keyword(const char *media)
 
 const char *cq_job_state_name(int state)
 {
-	static const char *const names[] = {"pending", "held",    "processing", "stopped",
+	static const char *const names[] = {"pending",   "held",    "processing", "stopped",
 	                                    "cancelled", "aborted", "completed"};
 
 	if (state < CQ_JOB_PENDING || state > CQ_JOB_COMPLETED)

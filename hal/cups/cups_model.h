@@ -40,7 +40,7 @@ struct cq_queue {
 
 /* A job as last seen by a poll (state 0: it could not be read). */
 struct cq_job {
-	int state; /* enum cq_jstate */
+	int state;         /* enum cq_jstate */
 	char reasons[256]; /* job-state-reasons, comma-separated */
 	char message[256]; /* job-state-message */
 };
