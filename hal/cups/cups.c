@@ -107,9 +107,9 @@ static struct kiosk_req *end_request(struct cq *p)
 
 static void finish_ok(struct cq *p)
 {
-	json_t *res = json_pack("{s:i,s:s,s:s,s:s,s:I,s:i}", "job_id", p->job_id, "state",
-	                        "completed", "queue", p->queue, "format", p->format, "bytes",
-	                        (json_int_t)p->bytes, "copies", p->copies);
+	json_t *res =
+	        json_pack("{s:i,s:s,s:s,s:I,s:i}", "job_id", p->job_id, "state", "completed",
+	                  "format", p->format, "bytes", (json_int_t)p->bytes, "copies", p->copies);
 
 	p->printed++;
 	p->host->reply(end_request(p), res);
@@ -122,23 +122,12 @@ static void finish_fail(struct cq *p, const char *code, const char *why)
 
 /* --- what the polls saw --- */
 
-static json_t *queue_json(const struct cq *p)
-{
-	return json_pack("{s:s,s:b,s:s}", "state", cq_queue_state_name(p->polled ? &p->q : NULL),
-	                 "accepting", p->polled && p->q.accepting, "reasons",
-	                 p->polled ? p->q.reasons : "");
-}
-
-/* Keep the new queue state; printer.queue_state when it changed. */
+/* Keep the new queue state; the device's status shows it, and a queue
+ * that cannot print takes the device offline (device.state says why). */
 static void take_queue(struct cq *p, const struct cq_queue *q)
 {
-	int changed = !p->polled || strcmp(cq_queue_state_name(&p->q), cq_queue_state_name(q)) ||
-	              p->q.accepting != q->accepting || strcmp(p->q.reasons, q->reasons);
-
 	p->q = *q;
 	p->polled = 1;
-	if (changed)
-		p->host->emit(p->dev, "queue_state", queue_json(p));
 }
 
 /* A new job state: progress on the request and a printer.job_state event. */
