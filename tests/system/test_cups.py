@@ -44,7 +44,7 @@ if [ $# -eq 0 ]; then
 fi
 out=${DEVICE_URI#kiosktest:}
 dir=$(dirname "$out")
-printf '%s\n%s\n' "$4" "$5" > "$out.argv"
+printf '%s\n%s\n%s\n' "$4" "$5" "$CONTENT_TYPE" > "$out.argv"
 while [ -e "$dir/hold" ]; do sleep 0.02; done
 if [ -e "$dir/fail" ]; then
 	echo "ERROR: simulated printer failure" >&2
@@ -97,8 +97,9 @@ class Cupsd:
         self.proc = subprocess.Popen(["/usr/sbin/cupsd", "-f", "-c", conf, "-s", files],
                                      stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=self.log, cwd=t)
-        wait_until(lambda: self.run(["lpstat", "-r"], check=False).returncode == 0
-                   or self._died(), 15, "cupsd to answer")
+        # lpstat -r exits 0 either way: read what it says
+        wait_until(lambda: self._died() or self.run(["lpstat", "-r"], check=False).stdout
+                   == b"scheduler is running\n", 15, "cupsd to answer")
         assert self.proc.poll() is None, "cupsd exited: %s" % self.error_log()[-2000:]
         return self
 
@@ -215,8 +216,9 @@ def test_pdf_reaches_the_printer_byte_for_byte(kd, cupsd, qname):
     assert res["state"] == "completed" and res["format"] == "application/pdf"
     assert res["bytes"] == len(PDF) and res["copies"] == 2
     assert read(os.path.join(qdir, "out.prn")) == PDF
-    copies, opts = read(os.path.join(qdir, "out.prn.argv")).decode().splitlines()
+    copies, opts, ctype = read(os.path.join(qdir, "out.prn.argv")).decode().splitlines()
     assert copies == "2" and "media=iso_a4_210x297mm" in opts.split()
+    assert ctype == "application/pdf"
     assert res["job_id"] in cupsd.jobs(qname, "completed")
     # progress: pending first, completed never (that is the reply)
     seen = [m["progress"] for m in ui.inbox if m.get("id") == id and "progress" in m]
@@ -238,8 +240,8 @@ def test_images_print_as_their_type(kd, cupsd, qname, data, fmt):
     res = d.client().ok("printer.print", "a4", {"document": put_blob(d, data)}, timeout=20)
     assert res["format"] == fmt and res["copies"] == 1
     assert read(os.path.join(qdir, "out.prn")) == data
-    assert "document-format=" + fmt in read(os.path.join(qdir, "out.prn.argv")).decode() \
-        or fmt.split("/")[1] in cupsd.error_log()
+    # the document-format kioskd sent is the type cupsd hands the backend
+    assert read(os.path.join(qdir, "out.prn.argv")).decode().splitlines()[2] == fmt
 
 
 def test_bad_input_is_refused(kd, cupsd, qname):
@@ -288,9 +290,7 @@ def test_cancel_a_held_job(kd, cupsd, qname):
     assert e["ok"] is False and e["error"]["code"] == "cancelled", e
     wait_until(lambda: cupsd.jobs(qname) == [], 10, "job gone from the queue")
     assert job in cupsd.jobs(qname, "completed")  # lpstat lists cancelled jobs there
-    assert "[Job %d] Job canceled by user" % job in cupsd.error_log() or \
-        "[Job %d] Canceled" % job in cupsd.error_log() or \
-        "Job %d" % job in cupsd.error_log()
+    assert '[Job %d] Canceled by "' % job in cupsd.error_log()
     assert not os.path.exists(os.path.join(qdir, "out.prn"))
     # the device takes the next job
     wait_until(lambda: d.device("a4")["state"] == "ready", 5, "ready again")
@@ -303,11 +303,13 @@ def test_cancel_while_processing_and_timeout(kd, cupsd, qname):
     d.wait_state("a4", "ready")
     ui = d.client()
     id = ui.request("printer.print", "a4", {"document": put_blob(d, PDF)})
-    ui.wait_msg(lambda m: m.get("id") == id and m.get("progress", {}).get("state")
-                == "processing", timeout=10, what="processing progress")
+    job = ui.wait_msg(lambda m: m.get("id") == id and m.get("progress", {}).get("state")
+                      == "processing", timeout=10, what="processing progress")["progress"]["job_id"]
+    assert d.device("a4")["status"]["job_state"] == "processing"
     ui.ok("cancel", args={"target": id})
     assert ui.reply(id)["error"]["code"] == "cancelled"
     wait_until(lambda: cupsd.jobs(qname) == [], 10, "job gone from the queue")
+    assert '[Job %d] Canceled by "' % job in cupsd.error_log()
     # a timeout cancels the CUPS job too
     id = ui.request("printer.print", "a4", {"document": put_blob(d, PNG)}, timeout_ms=700)
     assert ui.reply(id, timeout=10)["error"]["code"] == "timeout"
