@@ -91,6 +91,99 @@ static struct cq *dev_priv(struct kiosk_dev *dev)
 	return cq_host->priv(dev);
 }
 
+/*
+ * The gate: what the last look at a device's queue found, kept per device
+ * name across close/open.  Without it a broken queue would make the device
+ * flap: open() cannot ask CUPS (that blocks), so it would say "ready", the
+ * first poll "offline", at every reopen.  Instead, while the gate is shut,
+ * open() refuses with the last reason and starts a probe on the worker
+ * pool; the next reopen after a good probe opens.
+ */
+struct gate {
+	struct gate *next;
+	int shut, probing;
+	char reason[512];
+	char key[300]; /* queue and server the verdict is about */
+	char name[];
+};
+static struct gate *gates;
+
+static struct gate *gate_get(const char *name)
+{
+	struct gate *g;
+	size_t n = strlen(name);
+
+	for (g = gates; g; g = g->next)
+		if (strcmp(g->name, name) == 0)
+			return g;
+	if (!(g = calloc(1, sizeof(*g) + n + 1)))
+		return NULL;
+	memcpy(g->name, name, n + 1);
+	g->next = gates;
+	gates = g;
+	return g;
+}
+
+static void gate_key(struct kiosk_dev *dev, char *key, size_t n)
+{
+	snprintf(key, n, "%s|%s", cq_host->config(dev, "queue"), cq_host->config(dev, "server"));
+}
+
+struct probe {
+	struct gate *gate;
+	char queue[128], server[160];
+	int bad;
+	char why[512];
+};
+
+static void probe_job(void *arg)
+{
+	struct probe *pr = arg;
+	struct cq_conn *c = cq_conn_new(pr->server);
+	struct cq_queue q;
+
+	if (!c) {
+		pr->bad = 1;
+		snprintf(pr->why, sizeof(pr->why), "out of memory");
+		return;
+	}
+	cq_get_queue(c, pr->queue, &q);
+	pr->bad = cq_queue_problem(&q, pr->queue, pr->why, sizeof(pr->why)) < 0;
+	cq_conn_free(c);
+}
+
+/* Only the plugin's own gate is touched: the device may be gone. */
+static void probe_done(void *arg)
+{
+	struct probe *pr = arg;
+
+	pr->gate->probing = 0;
+	pr->gate->shut = pr->bad;
+	if (pr->bad)
+		snprintf(pr->gate->reason, sizeof(pr->gate->reason), "%s", pr->why);
+	free(pr);
+}
+
+/* The gate is shut: start a probe (unless one runs) and refuse the open
+ * with the last reason. */
+static int gate_refuse(struct kiosk_dev *dev, struct gate *g, char *why, size_t whylen)
+{
+	struct probe *pr;
+
+	snprintf(why, whylen, "%s", g->reason);
+	if (g->probing || !(pr = calloc(1, sizeof(*pr))))
+		return -1;
+	pr->gate = g;
+	snprintf(pr->queue, sizeof(pr->queue), "%s", cq_host->config(dev, "queue"));
+	snprintf(pr->server, sizeof(pr->server), "%s", cq_host->config(dev, "server"));
+	g->probing = 1;
+	if (cq_host->run_blocking(dev, probe_job, probe_done, pr) < 0) {
+		g->probing = 0;
+		free(pr);
+	}
+	return -1;
+}
+
 /* --- finishing the request: our state is cleared first, because the
  * core may hand us the next command from inside reply()/fail() --- */
 
@@ -148,6 +241,13 @@ static void take_job_state(struct cq *p, int state)
  * to the core, which reopens it with backoff.  Touch nothing after. */
 static void go_offline(struct cq *p, const char *why)
 {
+	struct gate *g = gate_get(cq_host->dev_name(p->dev));
+
+	if (g) {
+		g->shut = 1;
+		snprintf(g->reason, sizeof(g->reason), "%s", why);
+		gate_key(p->dev, g->key, sizeof(g->key));
+	}
 	p->gone = 1;
 	if (p->req)
 		finish_fail(p, "device_offline", why);
@@ -393,10 +493,18 @@ static int cups_open(struct kiosk_dev *dev, const struct kiosk_host *host, char 
 	const char *queue = host->config(dev, "queue");
 	struct cq *p;
 
+	struct gate *g = gate_get(host->dev_name(dev));
+	char key[sizeof(g->key)];
+
 	if (!queue || !*queue) {
 		snprintf(why, whylen, "no queue configured (option 'queue')");
 		return -1;
 	}
+	gate_key(dev, key, sizeof(key));
+	if (g && g->shut && strcmp(g->key, key) != 0)
+		g->shut = 0; /* reconfigured: the old verdict is about another queue */
+	if (g && g->shut)
+		return gate_refuse(dev, g, why, whylen);
 	if (!(p = calloc(1, sizeof(*p))) || !(p->conn = cq_conn_new(host->config(dev, "server")))) {
 		free(p);
 		snprintf(why, whylen, "out of memory");
@@ -485,6 +593,15 @@ static int cups_init(const struct kiosk_host *host)
 	return 0;
 }
 
+static void cups_fini(void)
+{
+	while (gates) {
+		struct gate *g = gates;
+		gates = g->next;
+		free(g);
+	}
+}
+
 KIOSK_EXPORT const struct kiosk_plugin kiosk_hal_plugin = {
         .magic = KIOSK_HAL_MAGIC,
         .abi_major = KIOSK_HAL_ABI_MAJOR,
@@ -497,6 +614,7 @@ KIOSK_EXPORT const struct kiosk_plugin kiosk_hal_plugin = {
         .match = match,
         .options = options,
         .init = cups_init,
+        .fini = cups_fini,
         .open = cups_open,
         .close = cups_close,
         .command = cups_command,

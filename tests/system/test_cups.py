@@ -198,8 +198,12 @@ def read(path):
         return f.read()
 
 
-def progress_states(c, id):
-    return [m["progress"]["state"] for m in c.inbox if m.get("id") == id and "progress" in m]
+def read_for(c, seconds):
+    """Read whatever arrives for that long (drain() would never end while
+    a flapping device keeps sending events)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        c._fill(end)
 
 
 def test_pdf_reaches_the_printer_byte_for_byte(kd, cupsd, qname):
@@ -361,6 +365,15 @@ def test_stopped_and_rejecting_queue_go_offline(kd, cupsd, qname):
     assert dev["reason"] == "queue %s is stopped: out of toner" % qname, dev
     e = ui.err("printer.print", "a4", {"document": put_blob(d, PDF)})
     assert e["code"] == "device_offline" and "out of toner" in e["message"], e
+    # reopen attempts (every 50-200 ms here) do not flap through "ready"
+    # while the queue is stopped: they keep the reason and stay offline
+    read_for(admin, 0.2)
+    admin.events.clear()
+    read_for(admin, 0.8 * kiosk.SLOW)
+    states = [e["data"]["state"] for e in admin.events if e["event"] == "device.state"]
+    assert states.count("opening") >= 2 and "ready" not in states, states
+    assert all(e["data"]["reason"] == "queue %s is stopped: out of toner" % qname
+               for e in admin.events if e["data"].get("state") == "offline")
     cupsd.run(["cupsenable", qname])
     d.wait_state("a4", "ready", timeout=10)
     cupsd.run(["cupsreject", "-r", "closed for service", qname])
