@@ -13,6 +13,7 @@
  * Receipts (printer.print {"blocks": ...}) are refused: laying out a
  * receipt on A4 is the UI's job (it can render a PDF).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,10 @@ struct cq {
 	size_t bytes;
 	int copies;
 	struct work *pending; /* a submit waiting for a running poll */
+	/* a fresh job is polled soon and then less often, up to poll_ms: a
+	 * short job finishes in milliseconds on a local cupsd */
+	struct kiosk_timer *fast;
+	uint32_t fast_ms, poll_ms;
 };
 
 /* One run_blocking() job: inputs copied from the loop side, outputs read
@@ -82,6 +87,7 @@ struct work {
 
 static void start_poll(struct cq *p);
 static void start_submit(struct cq *p, struct work *w);
+static void fast_poll(struct cq *p);
 
 /* The host table from init(): close() and cancel() get none of their own. */
 static const struct kiosk_host *cq_host;
@@ -343,6 +349,8 @@ static void poll_done(void *arg)
 	} else if (p->req && p->job_id && p->cancel) {
 		/* a cancel that came while this poll ran */
 		start_poll(p);
+	} else {
+		fast_poll(p);
 	}
 }
 
@@ -365,6 +373,24 @@ static void start_poll(struct cq *p)
 static void on_poll(void *arg)
 {
 	start_poll(arg);
+}
+
+static void on_fast(void *arg)
+{
+	struct cq *p = arg;
+
+	p->fast = NULL; /* one-shot: released after this returns */
+	start_poll(p);
+}
+
+/* The next quick look at the running job, each twice as late as the last,
+ * until the repeating poll is as quick. */
+static void fast_poll(struct cq *p)
+{
+	if (p->fast || !p->req || !p->job_id || p->fast_ms >= p->poll_ms)
+		return;
+	p->fast = p->host->timer_start(p->dev, p->fast_ms, 0, on_fast, p);
+	p->fast_ms *= 2;
 }
 
 /* --- printing --- */
@@ -412,8 +438,12 @@ static void submit_done(void *arg)
 	p->host->log(p->dev, KIOSK_LOG_INFO, "job %d queued (%s, %zu bytes, %d copies)", p->job_id,
 	             p->format, p->bytes, p->copies);
 	take_job_state(p, CQ_JOB_PENDING);
-	if (p->cancel)
+	if (p->cancel) {
 		start_poll(p);
+		return;
+	}
+	p->fast_ms = 5;
+	fast_poll(p);
 }
 
 /* Read and check the document; NULL after failing the request. */
@@ -515,8 +545,8 @@ static int cups_open(struct kiosk_dev *dev, const struct kiosk_host *host, char 
 	snprintf(p->queue, sizeof(p->queue), "%s", queue);
 	snprintf(p->job_name, sizeof(p->job_name), "%s", host->config(dev, "job_name"));
 	host->set_priv(dev, p);
-	p->poll =
-	        host->timer_start(dev, (uint32_t)atoi(host->config(dev, "poll_ms")), 1, on_poll, p);
+	p->poll_ms = (uint32_t)atoi(host->config(dev, "poll_ms"));
+	p->poll = host->timer_start(dev, p->poll_ms, 1, on_poll, p);
 	start_poll(p);
 	return 0;
 }
