@@ -400,3 +400,20 @@ def test_no_queue_configured(kd):
     d = kd(daemon_section() + "[device a4]\nclass = printer\nplugin = cups\n")
     dev = d.wait_state("a4", "offline", timeout=10)
     assert dev["reason"] == "no queue configured (option 'queue')"
+
+
+def test_simulator_prints_documents_too(kd):
+    """The receipt simulator simulates a document job with the same result
+    fields, so a kiosk UI runs on simulators alone."""
+    d = kd(daemon_section() + kiosk.sim_device("printer0", "printer", latency_ms=0))
+    ui = d.client()
+    ui.ok("events.subscribe", args={"topics": ["printer.job_state"]})
+    r = ui.ok("printer.print", "printer0", {"document": put_blob(d, PNG), "copies": 3})
+    assert r == {"job_id": 1, "state": "completed", "format": "image/png", "bytes": len(PNG),
+                 "copies": 3}
+    assert ui.event("printer.job_state")["data"] == {"job_id": 1, "state": "completed"}
+    e = ui.err("printer.print", "printer0", {"document": put_blob(d, b"GIF89a")})
+    assert e == {"code": "bad_request", "message": "document %s is not a PDF, PNG or JPEG"
+                 % hashlib.sha256(b"GIF89a").hexdigest()[:8]}
+    # paper is a receipt roll: a document does not use it
+    assert ui.ok("printer.status", "printer0")["paper_lines_left"] == 2000
