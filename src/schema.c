@@ -57,14 +57,20 @@ static const struct verb_spec cardreader_verbs[] = {
         {NULL, NULL, NULL},
 };
 
-static int check_blocks(json_t *args, char *why, size_t whylen);
+static int check_print(json_t *args, char *why, size_t whylen);
+/* Either a receipt (blocks) or a finished document (a PDF or image blob)
+ * with its job options; check_print says which combinations make sense. */
 static const struct arg_spec printer_print[] = {
-        {"blocks", ARG_ARRAY, 1, 1, 1000, NULL},
+        {"blocks", ARG_ARRAY, 0, 1, 1000, NULL},
+        {"document", ARG_BLOB, 0, 64, 64, NULL},
+        {"copies", ARG_INT, 0, 1, 99, NULL},
+        {"media", ARG_ENUM, 0, 0, 0, "A4|A5|A3|letter|legal"},
+        {"sides", ARG_ENUM, 0, 0, 0, "one-sided|two-sided-long-edge|two-sided-short-edge"},
         END,
 };
 static const struct verb_spec printer_verbs[] = {
         {"status", NOARGS, NULL},
-        {"print", printer_print, check_blocks},
+        {"print", printer_print, check_print},
         {NULL, NULL, NULL},
 };
 
@@ -438,6 +444,33 @@ static const struct verb_spec block_kinds[] = {
         {"image", block_image, NULL}, {"feed", block_feed, NULL}, {"cut", block_cut, NULL},
         {NULL, NULL, NULL},
 };
+
+static int check_blocks(json_t *args, char *why, size_t whylen);
+
+/* Exactly one of blocks/document; the job options belong to a document
+ * (a receipt printer has no copies, media or duplex). */
+static int check_print(json_t *args, char *why, size_t whylen)
+{
+	static const char *const doc_only[] = {"copies", "media", "sides"};
+	int blocks = json_object_get(args, "blocks") != NULL;
+
+	if (blocks && json_object_get(args, "document")) {
+		snprintf(why, whylen, "print needs exactly one of 'blocks' or 'document'");
+		return -1;
+	}
+	/* neither: the receipt spelling, as before documents existed */
+	if (!blocks && !json_object_get(args, "document")) {
+		snprintf(why, whylen, "missing argument 'blocks'");
+		return -1;
+	}
+	for (size_t i = 0; blocks && i < sizeof(doc_only) / sizeof(doc_only[0]); i++) {
+		if (json_object_get(args, doc_only[i])) {
+			snprintf(why, whylen, "%s: only with 'document'", doc_only[i]);
+			return -1;
+		}
+	}
+	return blocks ? check_blocks(args, why, whylen) : 0;
+}
 
 static int check_blocks(json_t *args, char *why, size_t whylen)
 {

@@ -15,7 +15,8 @@ struct printer {
 	int width;
 	int cover_open, jammed;
 	long long jobs;
-	json_t *lines; /* the job being printed */
+	json_t *lines;  /* the job being printed */
+	json_t *result; /* a document job's result, staged */
 };
 
 static struct printer *printer(struct sim *s)
@@ -231,11 +232,77 @@ static void print_done(struct sim *s)
 	          json_pack("{s:I,s:o}", "lines", (json_int_t)want, "text", join_lines(p->lines)));
 }
 
+/* --- documents: an A4 job simulated as sent and printed at once --- */
+
+/* The type by the leading bytes, as the cups plugin detects it. */
+static const char *doc_format(const unsigned char *d, size_t n)
+{
+	if (n >= 5 && memcmp(d, "%PDF-", 5) == 0)
+		return "application/pdf";
+	if (n >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
+		return "image/png";
+	if (n >= 3 && memcmp(d, "\xff\xd8\xff", 3) == 0)
+		return "image/jpeg";
+	return NULL;
+}
+
+static void document_done(struct sim *s)
+{
+	struct printer *p = printer(s);
+	json_t *res = p->result;
+
+	p->result = NULL;
+	if (p->jammed || p->cover_open) {
+		json_decref(res);
+		sim_fail(s, "device_error", p->jammed ? "paper jam" : "cover opened during print");
+		return;
+	}
+	p->jobs++;
+	sim_emit(s, "job_state",
+	         json_pack("{s:O,s:s}", "job_id", json_object_get(res, "job_id"), "state",
+	                   "completed"));
+	sim_reply(s, res);
+}
+
+static void do_document(struct sim *s, json_t *args)
+{
+	struct printer *p = printer(s);
+	const char *id = json_string_value(json_object_get(args, "document"));
+	json_t *copies = json_object_get(args, "copies");
+	const char *fmt;
+	void *data = NULL;
+	size_t len = 0;
+
+	if (s->host->blob_get(s->dev, id, &data, &len) < 0) {
+		sim_fail_after(s, 0, "bad_request", "document %.8s: no such blob", id);
+		return;
+	}
+	fmt = doc_format(data, len);
+	free(data);
+	if (!fmt) {
+		sim_fail_after(s, 0, "bad_request", "document %.8s is not a PDF, PNG or JPEG", id);
+		return;
+	}
+	if (p->cover_open || p->jammed) {
+		sim_fail_after(s, 0, p->jammed ? "device_error" : "device_offline",
+		               p->jammed ? "paper jam" : "cover open");
+		return;
+	}
+	p->result = json_pack("{s:I,s:s,s:s,s:I,s:I}", "job_id", (json_int_t)p->jobs + 1, "state",
+	                      "completed", "format", fmt, "bytes", (json_int_t)len, "copies",
+	                      (json_int_t)(copies ? json_integer_value(copies) : 1));
+	sim_step(s, s->latency_ms, document_done);
+}
+
 static void do_print(struct sim *s, json_t *args)
 {
 	struct printer *p = printer(s);
 	char why[160];
 
+	if (json_object_get(args, "document")) {
+		do_document(s, args);
+		return;
+	}
 	if (!(p->lines = render(s, json_object_get(args, "blocks"), why, sizeof(why)))) {
 		sim_fail_after(s, 0, "bad_request", "%s", why);
 		return;
@@ -351,6 +418,8 @@ static void printer_reset(struct sim *s)
 
 	json_decref(p->lines);
 	p->lines = NULL;
+	json_decref(p->result);
+	p->result = NULL;
 }
 
 static void printer_close(struct sim *s)
