@@ -18,19 +18,14 @@ Bulk OUT data goes through the test-side ESC/POS decoder
 """
 import json
 import os
-import struct
 import sys
 import threading
-import time
-
-import gi
-
-gi.require_version("UMockdev", "1.0")
-from gi.repository import UMockdev  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "system"))
+sys.path.insert(0, os.path.join(HERE, "..", "system", "usb"))
 from escpos_decode import Decoder, Status  # noqa: E402
+from usbdev import ScriptedDevice, Testbed  # noqa: E402
 
 SYSPATH = "/sys/devices/pci0000:00/0000:00:14.0/usb3/3-7"
 DEVNODE = "/dev/bus/usb/003/007"
@@ -77,114 +72,34 @@ A: speed=480\\n
 A: version= 2.00\\n
 """.format(p=SYSPATH[len("/sys"):], d=DESC.upper(), dev=DEVNODE)
 
-SUBMITURB, REAPURB, REAPURBNDELAY, DISCARDURB = 0x8038550a, 0x4008550c, 0x4008550d, 0x0000550b
-GET_CAPABILITIES = 0x8004551a
-URB_SIZE, OFF_STATUS, OFF_BUFFER, OFF_BUFLEN, OFF_ACTLEN = 56, 4, 16, 24, 28
-TYPE_CONTROL, TYPE_BULK = 2, 3
+class Printer(ScriptedDevice):
+    """The printer's firmware: bulk OUT goes through the decoder, whose
+    answers to DLE EOT n go back one byte per bulk IN."""
 
-
-class Printer(UMockdev.IoctlBase):
-    def __init__(self, status, decoder, lock):
-        super().__init__()
-        self.lock = lock
-        self.status = status
+    def __init__(self, decoder, lock, strings):
+        super().__init__(strings)
         self.decoder = decoder
-        self.done = []
-        self.in_queue = []
-        self.pending_in = []
+        self.dlock = lock
 
-    def finish(self, urb, status, actual):
-        urb.update(OFF_STATUS, struct.pack("<i", status))
-        urb.update(OFF_ACTLEN, struct.pack("<i", actual))
-        with self.lock:
-            self.done.append(urb)
-
-    def flush_in(self):
-        while True:
-            with self.lock:
-                if not (self.pending_in and self.in_queue):
-                    return
-                urb, buf, buflen = self.pending_in.pop(0)
-                reply = self.in_queue.pop(0)[:buflen]
-            buf.update(0, reply)
-            self.finish(urb, 0, len(reply))
-
-    def do_handle_ioctl(self, client):
-        req = client.get_request()
-        if req == GET_CAPABILITIES:
-            client.get_arg().resolve(0, 4).update(0, struct.pack("<I", 0x06))
-            client.complete(0, 0)
-            return True
-        if req == SUBMITURB:
-            urb = client.get_arg().resolve(0, URB_SIZE)
-            raw = urb.retrieve()
-            typ, ep = raw[0], raw[1]
-            buflen = struct.unpack_from("<i", raw, OFF_BUFLEN)[0]
-            buf = urb.resolve(OFF_BUFFER, buflen)
-            if typ == TYPE_BULK and not (ep & 0x80):
-                data = bytes(buf.retrieve())
-                with self.lock:
-                    ans = self.decoder.feed(data)
-                    self.in_queue.extend(bytes([a]) for a in ans)
-                self.finish(urb, 0, len(data))
-                self.flush_in()
-            elif typ == TYPE_BULK:
-                with self.lock:
-                    self.pending_in.append((urb, buf, buflen))
-                self.flush_in()
-            else:
-                self.finish(urb, -32, 0)  # no control transfers: STALL
-            client.complete(0, 0)
-            return True
-        if req in (REAPURB, REAPURBNDELAY):
-            with self.lock:
-                urb = self.done.pop(0) if self.done else None
-            if urb is None:
-                client.complete(-1, 11)  # EAGAIN
-                return True
-            client.get_arg().resolve(0, 8).set_ptr(0, urb)
-            client.complete(0, 0)
-            return True
-        if req == DISCARDURB:
-            addr = struct.unpack("<Q", bytes(client.get_arg().retrieve()[:8]))[0]
-            with self.lock:
-                hit = [p for p in self.pending_in if p[0].client_addr == addr]
-                for p in hit:
-                    self.pending_in.remove(p)
-            if not hit:
-                client.complete(-1, 22)
-                return True
-            self.finish(hit[0][0], -2, 0)
-            client.complete(0, 0)
-            return True
-        return False
+    def on_out(self, data):
+        with self.dlock:
+            return [bytes([a]) for a in self.decoder.feed(data)]
 
 
 def main():
     lock = threading.Lock()
     status = Status()
     decoder = Decoder(status.answer)
-    tb = UMockdev.Testbed.new()
-    devfile = os.path.join(tb.get_root_dir(), "escpos-printer.umockdev")
-    with open(devfile, "w") as f:
-        f.write(DEVICE)
-    state = {"dev": None}
+    bed = Testbed(DEVICE, "escpos-printer.umockdev")
 
     def plug():
-        tb.add_from_file(devfile)
-        state["dev"] = Printer(status, decoder, lock)
-        tb.attach_ioctl(DEVNODE, state["dev"])
-        time.sleep(0.3)  # the handler's listener starts asynchronously
-        tb.uevent(SYSPATH, "add")
+        bed.plug(Printer(decoder, lock, bed.strings))
 
     def unplug():
-        tb.uevent(SYSPATH, "remove")
-        tb.detach_ioctl(DEVNODE)
-        tb.remove_device(SYSPATH)
-        state["dev"] = None
+        bed.unplug()
 
     plug()
-    print("ROOT %s" % tb.get_root_dir(), flush=True)
+    print("ROOT %s" % bed.root, flush=True)
     for line in sys.stdin:
         w = line.split()
         if not w:
