@@ -110,6 +110,9 @@ static int group_teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+#define MINOR_TEXT_(n) #n
+#define MINOR_TEXT(n)  MINOR_TEXT_(n)
+
 static void expect_refused(const char *name, const char *search, const char *want)
 {
 	char why[512] = "";
@@ -235,7 +238,8 @@ static void test_refusals(void **state)
 	        {"magic", "-DMAGIC=0x12345678", "bad magic 0x12345678 (not a kioskd plugin)"},
 	        {"major2", "-DMAJOR=2 -DMINOR=3",
 	         "built for plugin ABI 2.3, this kioskd speaks 1.x"},
-	        {"major0", "-DMAJOR=0", "built for plugin ABI 0.0, this kioskd speaks 1.x"},
+	        {"major0", "-DMAJOR=0",
+         "built for plugin ABI 0." MINOR_TEXT(KIOSK_HAL_ABI_MINOR) ", this kioskd speaks 1.x"},
 	        {"small", "-DSIZE=16", NULL}, /* message built below */
 	        {"noopen", "-DOPEN=0", "entry point open() is missing"},
 	        {"nostatus", "-DSTATUS=0", "entry point status() is missing"},
