@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static pthread_mutex_t sane_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sane_inited; /* under sane_lock */
@@ -24,6 +25,30 @@ static int sane_inited; /* under sane_lock */
  * their defaults for the whole process; the daemon keeps those signals
  * blocked in every thread and reads them from a signalfd (src/sig.c), so
  * nothing here needs to put dispositions back. */
+
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause(); /* a cancellation point */
+	return NULL;
+}
+
+/* The first pthread_cancel() in a process makes glibc load libgcc_s for
+ * the unwinder, with the loader's lock held, from inside the cancelled
+ * thread's signal handler; a reader cancelled at that moment (see the
+ * reader cancellation note in README.md) leaves the lock taken and the
+ * next pthread_create() hangs (seen here).  Cancel a thread of our own
+ * once, at a quiet moment, so that the loading is done. */
+static void unwinder_ready(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, idle_thread, NULL) != 0)
+		return;
+	pthread_cancel(t);
+	pthread_join(t, NULL);
+}
 
 static int fail(struct sdev_err *err, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -274,6 +299,7 @@ static int connect_locked(const char *want, const struct sane_kvs *kvs, SANE_Han
 	SANE_Int version;
 
 	if (!sane_inited) {
+		unwinder_ready();
 		if ((st = sane_init(&version, NULL)) != SANE_STATUS_GOOD)
 			return fail(err, "device_offline", "sane_init: %s", sane_strstatus(st));
 		sane_inited = 1;

@@ -335,7 +335,7 @@ def test_devices_table_and_one_device(kd):
     assert rows[0] == ["NAME", "CLASS", "PLUGIN", "STATE", "CAPABILITIES", "REASON"]
     assert rows[1:] == [[x["name"], x["class"], x["plugin"], x["state"],
                          ", ".join(x["capabilities"]), x.get("reason", "-")] for x in devs]
-    assert rows[1][4] == "status, wait, read, write, apdu, eject"
+    assert rows[1][4] == "status, wait, read, write, verify, auth, apdu, eject"
 
     r = ctl("--json", "devices", sock=d.ui_sock)
     assert r.rc == 0 and one_json_line(r.out) == {"devices": devs}, r
