@@ -346,7 +346,7 @@ def test_devices_table_and_one_device(kd):
                      "class:         cardreader\n"
                      "plugin:        sim\n"
                      "state:         ready\n"
-                     "capabilities:  status, wait, read, write, apdu, eject\n"
+                     "capabilities:  status, wait, read, write, verify, auth, apdu, eject\n"
                      "status:\n"
                      "  card:        absent\n"
                      "  waiting:     false\n"
