@@ -130,6 +130,16 @@ static void fd_added(int fd, short events, void *user)
 	TAILQ_INSERT_TAIL(&fds, u, entry);
 }
 
+static void fd_free(struct usb_fd *u)
+{
+	TAILQ_REMOVE(&fds, u, entry);
+	if (u->ev)
+		event_free(u->ev);
+	else
+		poll_fallback(-1);
+	free(u);
+}
+
 static void fd_removed(int fd, void *user)
 {
 	struct usb_fd *u;
@@ -137,15 +147,10 @@ static void fd_removed(int fd, void *user)
 
 	TAILQ_FOREACH(u, &fds, entry)
 	{
-		if (u->fd != fd)
-			continue;
-		TAILQ_REMOVE(&fds, u, entry);
-		if (u->ev)
-			event_free(u->ev);
-		else
-			poll_fallback(-1);
-		free(u);
-		return;
+		if (u->fd == fd) {
+			fd_free(u);
+			return;
+		}
 	}
 }
 
@@ -450,14 +455,8 @@ void usb_shutdown(void)
 		libusb_hotplug_deregister_callback(ctx, hotplug);
 	libusb_exit(ctx);
 	ctx = NULL;
-	while ((u = TAILQ_FIRST(&fds))) {
-		TAILQ_REMOVE(&fds, u, entry);
-		if (u->ev)
-			event_free(u->ev);
-		else
-			poll_fallback(-1);
-		free(u);
-	}
+	while ((u = TAILQ_FIRST(&fds)))
+		fd_free(u);
 	if (timeout_ev)
 		event_free(timeout_ev);
 	timeout_ev = NULL;
