@@ -146,6 +146,16 @@ static void pick_dir(char **dst, const char *cli, const char *env, const char *d
 	}
 }
 
+/* libevent's own complaints go to our log (with a priority under
+ * journald), not bare to stderr. */
+static void on_libevent_log(int severity, const char *msg)
+{
+	int prio = severity >= EVENT_LOG_ERR    ? LOG_ERR
+	           : severity >= EVENT_LOG_WARN ? LOG_WARNING
+	                                        : LOG_DEBUG;
+	log_msg(prio, "libevent: %s", msg);
+}
+
 static void on_signal(int sig)
 {
 	if (sig == SIGHUP) {
@@ -254,6 +264,7 @@ int main(int argc, char **argv)
 		fatal("cannot create state directory %s", daemon_conf->state_dir);
 	if (blob_init(daemon_conf->state_dir) < 0)
 		fatal("cannot create the blob spool in %s", daemon_conf->state_dir);
+	event_set_log_callback(on_libevent_log);
 	if (!(daemon_base = event_base_new()))
 		fatalx("cannot create the event loop");
 	/* three priorities: I/O and timers run at 1 (the default); the store's
