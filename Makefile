@@ -100,7 +100,7 @@ $(BUILD)/kioskctl: $(BUILD)/src/kioskctl.o $(BUILD)/libkclient.a
 # A plugin names the pkg-config packages it links in hal/<name>/pkgs (one
 # line); its own headers (hal/<name>/*.h) are dependencies too.
 .SECONDEXPANSION:
-$(BUILD)/hal/%.so: $$(wildcard hal/%/*.c hal/%/*.h hal/%/pkgs) hal/include/kiosk/hal.h
+$(BUILD)/hal/%.so: $$(wildcard hal/%/*.c hal/%/*.h hal/%/pkgs) $(wildcard hal/include/kiosk/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -fvisibility=hidden -shared -o $@ \
 	    $(filter %.c,$^) $(ALL_LDFLAGS) $(shell pkg-config --libs jansson) \
@@ -190,7 +190,7 @@ install: all
 	install -m 0755 $(BUILD)/kioskd $(DESTDIR)$(PREFIX)/sbin/kioskd
 	install -m 0755 $(BUILD)/kioskctl $(DESTDIR)$(PREFIX)/bin/kioskctl
 	install -m 0755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGINDIR)/
-	install -m 0644 hal/include/kiosk/hal.h $(DESTDIR)$(INCLUDEDIR)/kiosk/hal.h
+	install -m 0644 hal/include/kiosk/hal.h hal/include/kiosk/hex.h $(DESTDIR)$(INCLUDEDIR)/kiosk/
 	install -D -m 0644 systemd/70-kioskd.rules $(DESTDIR)$(UDEVRULESDIR)/70-kioskd.rules
 	sed -e 's|@PREFIX@|$(PREFIX)|;s|@INCLUDEDIR@|$(INCLUDEDIR)|;s|@PLUGINDIR@|$(PLUGINDIR)|;s|@VERSION@|$(VERSION)|' \
 	    hal/kiosk-hal.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/kiosk-hal.pc

@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kiosk/hex.h"
 #include "log.h"
-#include "util.h"
 
 void crypt_wipe(void *p, size_t len)
 {
@@ -36,7 +36,7 @@ static int parse_key(const unsigned char *buf, size_t n, unsigned char key[CRYPT
 	if (n != 2 * CRYPT_KEY_SIZE)
 		return -1;
 	for (size_t i = 0; i < CRYPT_KEY_SIZE; i++) {
-		int hi = hexval(buf[2 * i]), lo = hexval(buf[2 * i + 1]);
+		int hi = kiosk_hex_digit(buf[2 * i]), lo = kiosk_hex_digit(buf[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		key[i] = (unsigned char)(hi << 4 | lo);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kiosk/hex.h"
 #include "log.h"
 #include "tailq.h"
 #include "util.h"
@@ -670,7 +671,8 @@ int http_path_check(const char *path, char *why, size_t whylen)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)path[i];
 		if (c == '%') {
-			int hi = hexval(path[i + 1]), lo = hi < 0 ? -1 : hexval(path[i + 2]);
+			int hi = kiosk_hex_digit(path[i + 1]),
+			    lo = hi < 0 ? -1 : kiosk_hex_digit(path[i + 2]);
 			if (hi < 0 || lo < 0) {
 				snprintf(why, whylen, "path: '%%' not followed by two hex digits");
 				return -1;

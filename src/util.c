@@ -92,14 +92,3 @@ char *json_line(json_t *msg, char *buf, size_t size, size_t *len)
 	*len = n + 1;
 	return p;
 }
-
-int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}

@@ -17,7 +17,5 @@ void utf8_sanitize(char *s);
  * fits, else in malloc()ed memory the caller frees (when it is not buf).
  * NULL when msg cannot be serialised. */
 char *json_line(json_t *msg, char *buf, size_t size, size_t *len);
-/* The value of one hex digit (either case), or -1. */
-int hexval(int c);
 
 #endif

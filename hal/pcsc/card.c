@@ -9,6 +9,8 @@
  */
 #include "card.h"
 
+#include <kiosk/hex.h>
+
 #include <string.h>
 
 /* ACR38 presents a SLE4442 as TS=3B, T0=04 and the chip's 4-byte ATR as
@@ -176,36 +178,10 @@ unsigned resp_sw(const uint8_t *r, size_t n)
 
 void hex_encode(const uint8_t *p, size_t n, char *out)
 {
-	static const char d[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[p[i] >> 4];
-		out[2 * i + 1] = d[p[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
-static int nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	kiosk_hex_encode(p, n, out);
 }
 
 long hex_decode(const char *hex, uint8_t *out, size_t max)
 {
-	size_t len = strlen(hex);
-
-	if (len % 2 || len / 2 > max)
-		return -1;
-	for (size_t i = 0; i < len / 2; i++) {
-		int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return (long)(len / 2);
+	return kiosk_hex_decode(hex, out, max);
 }

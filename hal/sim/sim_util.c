@@ -10,6 +10,8 @@
 
 #include "sim.h"
 
+#include <kiosk/hex.h>
+
 void sim_log(struct sim *s, const char *fmt, ...)
 {
 	char buf[256];
@@ -119,45 +121,19 @@ int sim_arg_need(int r, const char *key, char *why, size_t whylen)
 	return r == 1 ? 0 : -1;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 long sim_hex_decode(const char *hex, uint8_t *out, size_t max)
 {
-	size_t n = strlen(hex);
-
-	if (n % 2 || n / 2 > max)
-		return -1;
-	for (size_t i = 0; i < n / 2; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return (long)(n / 2);
+	return kiosk_hex_decode(hex, out, max);
 }
 
 json_t *sim_hex_json(const uint8_t *p, size_t n)
 {
-	static const char digits[] = "0123456789abcdef";
 	char *buf = malloc(2 * n + 1);
 	json_t *j;
 
 	if (!buf)
 		return json_null();
-	for (size_t i = 0; i < n; i++) {
-		buf[2 * i] = digits[p[i] >> 4];
-		buf[2 * i + 1] = digits[p[i] & 15];
-	}
-	buf[2 * n] = '\0';
+	kiosk_hex_encode(p, n, buf);
 	j = json_string(buf);
 	free(buf);
 	return j;
