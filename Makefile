@@ -192,6 +192,8 @@ install: all
 	install -m 0755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGINDIR)/
 	install -m 0644 hal/include/kiosk/hal.h hal/include/kiosk/hex.h $(DESTDIR)$(INCLUDEDIR)/kiosk/
 	install -D -m 0644 systemd/70-kioskd.rules $(DESTDIR)$(UDEVRULESDIR)/70-kioskd.rules
+	install -d $(DESTDIR)$(PREFIX)/share/doc/kioskd/examples
+	install -m 0644 conf/examples/*.conf $(DESTDIR)$(PREFIX)/share/doc/kioskd/examples/
 	sed -e 's|@PREFIX@|$(PREFIX)|;s|@INCLUDEDIR@|$(INCLUDEDIR)|;s|@PLUGINDIR@|$(PLUGINDIR)|;s|@VERSION@|$(VERSION)|' \
 	    hal/kiosk-hal.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/kiosk-hal.pc
 	[ -e $(DESTDIR)$(SYSCONFDIR)/kioskd/kioskd.conf ] || \
