@@ -33,7 +33,10 @@ struct usb_watch {
 	char *serial;
 	libusb_device *opened; /* referenced while open */
 	libusb_device_handle *handle;
-	struct event *lost_ev; /* a lost() from inside libusb's event handling */
+	/* Hotplug news and a plugin's lost() arrive inside libusb's event
+	 * handling, where a handle must not be closed: they take effect on
+	 * the loop's next turn, through these. */
+	struct event *lost_ev, *replug_ev;
 	char lost_why[128];
 };
 
@@ -159,13 +162,6 @@ static int watch_matches(const struct usb_watch *w, const struct libusb_device_d
 	return dd->idVendor == w->vid && (w->pid == 0 || dd->idProduct == w->pid);
 }
 
-/* Hotplug callbacks run inside libusb's event handling, where closing a
- * handle is not allowed: act on the loop's next turn instead. */
-struct hotplug_note {
-	struct kiosk_dev *dev;
-	libusb_device *gone; /* the device that left; NULL: one arrived */
-};
-
 static struct usb_watch *watch_of(const struct kiosk_dev *d)
 {
 	struct usb_watch *w;
@@ -175,36 +171,27 @@ static struct usb_watch *watch_of(const struct kiosk_dev *d)
 	return NULL;
 }
 
-static void on_hotplug_note(evutil_socket_t fd, short what, void *arg)
+/* Both wait for the loop's next turn (see struct usb_watch). */
+static void watch_lost(struct usb_watch *w, const char *reason)
 {
-	struct hotplug_note *n = arg;
-	struct usb_watch *w = watch_of(n->dev);
-	(void)fd;
-	(void)what;
-
-	if (!w) {
-		/* the device was removed meanwhile */
-	} else if (n->gone) {
-		if (w->opened == n->gone)
-			device_lost(w->dev, "unplugged");
-	} else {
-		device_replugged(w->dev);
-	}
-	if (n->gone)
-		libusb_unref_device(n->gone);
-	free(n);
+	snprintf(w->lost_why, sizeof(w->lost_why), "%s", reason ? reason : "lost");
+	event_active(w->lost_ev, EV_TIMEOUT, 0);
 }
 
-static void hotplug_defer(struct kiosk_dev *d, libusb_device *gone)
+static void on_deferred_lost(evutil_socket_t fd, short what, void *arg)
 {
-	struct hotplug_note *n = calloc(1, sizeof(*n));
-	struct timeval now = {0, 0};
+	struct usb_watch *w = arg;
+	(void)fd;
+	(void)what;
+	device_lost(w->dev, w->lost_why);
+}
 
-	if (!n)
-		return;
-	n->dev = d;
-	n->gone = gone ? libusb_ref_device(gone) : NULL;
-	event_base_once(daemon_base, -1, EV_TIMEOUT, on_hotplug_note, n, &now);
+static void on_replug(evutil_socket_t fd, short what, void *arg)
+{
+	struct usb_watch *w = arg;
+	(void)fd;
+	(void)what;
+	device_replugged(w->dev);
 }
 
 static int on_hotplug(libusb_context *c, libusb_device *udev, libusb_hotplug_event event,
@@ -225,23 +212,15 @@ static int on_hotplug(libusb_context *c, libusb_device *udev, libusb_hotplug_eve
 		if (event == LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT && w->opened == udev) {
 			log_info("usb: %04x:%04x of device %s unplugged", dd.idVendor, dd.idProduct,
 			         w->dev->name);
-			hotplug_defer(w->dev, udev);
+			watch_lost(w, "unplugged");
 		} else if (event == LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED && !w->opened &&
 		           watch_matches(w, &dd)) {
 			log_info("usb: %04x:%04x for device %s plugged in", dd.idVendor,
 			         dd.idProduct, w->dev->name);
-			hotplug_defer(w->dev, NULL);
+			event_active(w->replug_ev, EV_TIMEOUT, 0);
 		}
 	}
 	return 0;
-}
-
-static void on_deferred_lost(evutil_socket_t fd, short what, void *arg)
-{
-	struct usb_watch *w = arg;
-	(void)fd;
-	(void)what;
-	device_lost(w->dev, w->lost_why);
 }
 
 /* A transfer callback that finds the device gone calls lost(), and lost()
@@ -254,12 +233,7 @@ int usb_defer_lost(struct kiosk_dev *d, const char *reason)
 
 	if (!in_events || !(w = watch_of(d)))
 		return 0;
-	if (!w->lost_ev)
-		w->lost_ev = event_new(daemon_base, -1, 0, on_deferred_lost, w);
-	if (!w->lost_ev)
-		return 0;
-	snprintf(w->lost_why, sizeof(w->lost_why), "%s", reason ? reason : "lost");
-	event_active(w->lost_ev, EV_TIMEOUT, 0);
+	watch_lost(w, reason);
 	return 1;
 }
 
@@ -311,6 +285,16 @@ static int serial_matches(libusb_device_handle *h, const struct libusb_device_de
 	return n >= 0 && strcmp((char *)buf, serial) == 0;
 }
 
+static void watch_free(struct usb_watch *w)
+{
+	if (w->lost_ev)
+		event_free(w->lost_ev);
+	if (w->replug_ev)
+		event_free(w->replug_ev);
+	free(w->serial);
+	free(w);
+}
+
 static struct usb_watch *watch_set(struct kiosk_dev *d, uint16_t vid, uint16_t pid,
                                    const char *serial)
 {
@@ -320,6 +304,12 @@ static struct usb_watch *watch_set(struct kiosk_dev *d, uint16_t vid, uint16_t p
 		if (!(w = calloc(1, sizeof(*w))))
 			return NULL;
 		w->dev = d;
+		w->lost_ev = event_new(daemon_base, -1, 0, on_deferred_lost, w);
+		w->replug_ev = event_new(daemon_base, -1, 0, on_replug, w);
+		if (!w->lost_ev || !w->replug_ev) {
+			watch_free(w);
+			return NULL;
+		}
 		TAILQ_INSERT_TAIL(&watches, w, entry);
 	}
 	w->vid = vid;
@@ -437,10 +427,7 @@ void usb_forget(struct kiosk_dev *d)
 	if (w->handle) /* the plugin did not close it: do it for it */
 		usb_close(d, w->handle);
 	TAILQ_REMOVE(&watches, w, entry);
-	if (w->lost_ev)
-		event_free(w->lost_ev);
-	free(w->serial);
-	free(w);
+	watch_free(w);
 }
 
 void usb_shutdown(void)
