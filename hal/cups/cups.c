@@ -318,6 +318,17 @@ static void poll_job(void *arg)
 		w->cancelled = cq_cancel(p->conn, p->queue, w->job_id, ignore, sizeof(ignore)) == 0;
 }
 
+/* A job found the queue unusable: the device goes offline with its
+ * reason (kept past freeing the work it came in). */
+static void work_offline(struct cq *p, struct work *w)
+{
+	char why[sizeof(w->why)];
+
+	memcpy(why, w->why, sizeof(why));
+	free(w);
+	go_offline(p, why);
+}
+
 static void poll_done(void *arg)
 {
 	struct work *w = arg;
@@ -335,10 +346,7 @@ static void poll_done(void *arg)
 		job_verdict(p, w);
 	}
 	if (w->offline) {
-		char why[sizeof(w->why)];
-		memcpy(why, w->why, sizeof(why));
-		free(w);
-		go_offline(p, why);
+		work_offline(p, w);
 		return;
 	}
 	free(w);
@@ -422,10 +430,7 @@ static void submit_done(void *arg)
 	}
 	take_queue(p, &w->q);
 	if (w->offline) {
-		char why[sizeof(w->why)];
-		memcpy(why, w->why, sizeof(why));
-		free(w);
-		go_offline(p, why);
+		work_offline(p, w);
 		return;
 	}
 	if (!w->job_id) {

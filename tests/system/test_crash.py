@@ -25,17 +25,14 @@ import json
 import os
 import random
 import select
-import shutil
 import socket
-import sqlite3
-import tempfile
 import time
 
 import pytest
 
 import kiosk
 from kiosk import wait_until
-from test_store_sys import config, restart, wait_txn_state
+from test_store_sys import config, db_copy, restart, wait_txn_state
 
 CYCLES = int(os.environ.get("KIOSKD_SOAK_CYCLES") or 200)
 SEED = int(os.environ.get("KIOSKD_SOAK_SEED") or 20261204)
@@ -68,22 +65,11 @@ def snapshot(db_path, after_seq=0):
     """(PRAGMA integrity_check, [(seq, id, type, payload, state)] of the rows
     after after_seq) of a copy of the database and its WAL: the daemon's
     files stay as the kill left them, and sqlite3 cannot checkpoint them."""
-    tmp = tempfile.mkdtemp(prefix="kd-rows-", dir="/tmp")
-    try:
-        dst = os.path.join(tmp, "copy.db")
-        shutil.copyfile(db_path, dst)
-        if os.path.exists(db_path + "-wal"):
-            shutil.copyfile(db_path + "-wal", dst + "-wal")
-        db = sqlite3.connect(dst)
-        try:
-            ic = [r[0] for r in db.execute("PRAGMA integrity_check")]
-            rows = db.execute("SELECT seq, id, type, payload, state FROM transactions WHERE seq > ? "
-                              "ORDER BY seq", (after_seq,)).fetchall()
-            return ic, rows
-        finally:
-            db.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with db_copy(db_path) as db:
+        ic = [r[0] for r in db.execute("PRAGMA integrity_check")]
+        rows = db.execute("SELECT seq, id, type, payload, state FROM transactions WHERE seq > ? "
+                          "ORDER BY seq", (after_seq,)).fetchall()
+        return ic, rows
 
 
 def read_rows(db_path, after_seq=0):

@@ -10,6 +10,7 @@ disk -> curl -> endpoint ledger.  The kill -9 soak and the recovery of rows
 left `sending` are in test_crash.py (which imports the helpers below)."""
 
 import base64
+import contextlib
 import glob
 import hashlib
 import json
@@ -106,10 +107,11 @@ def db_files(state_dir):
     return out
 
 
-def integrity(db_path):
-    """PRAGMA integrity_check of a copy of the database and its WAL (the
-    copy keeps sqlite3 from checkpointing or touching the daemon's files)."""
-    tmp = tempfile.mkdtemp(prefix="kd-ic-", dir="/tmp")
+@contextlib.contextmanager
+def db_copy(db_path):
+    """sqlite3 on a copy of the database and its WAL: the daemon's files
+    stay as they are (sqlite3 would checkpoint them), even after a kill."""
+    tmp = tempfile.mkdtemp(prefix="kd-db-", dir="/tmp")
     try:
         dst = os.path.join(tmp, "copy.db")
         shutil.copyfile(db_path, dst)
@@ -117,11 +119,17 @@ def integrity(db_path):
             shutil.copyfile(db_path + "-wal", dst + "-wal")
         db = sqlite3.connect(dst)
         try:
-            return [r[0] for r in db.execute("PRAGMA integrity_check")]
+            yield db
         finally:
             db.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def integrity(db_path):
+    """PRAGMA integrity_check of a copy of the database and its WAL."""
+    with db_copy(db_path) as db:
+        return [r[0] for r in db.execute("PRAGMA integrity_check")]
 
 
 def write_key(path, key=None):

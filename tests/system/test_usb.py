@@ -29,6 +29,14 @@ def bed():
     b.close()
 
 
+def plugged(bed, kd):
+    """The printer plugged in and a daemon with lp0 ready on it."""
+    bed.plug()
+    d = kd(SLOW_RETRY + probe(), env=bed.env())
+    d.wait_state("lp0", "ready")
+    return d
+
+
 def print_text(c, text, device="lp0"):
     return c.ok("printer.print", device, {"blocks": [{"text": text}]})
 
@@ -45,9 +53,7 @@ def test_absent_at_start_then_plugged(bed, kd):
 
 
 def test_unplug_goes_offline_and_replug_reopens(bed, kd):
-    bed.plug()
-    d = kd(SLOW_RETRY + probe(), env=bed.env())
-    d.wait_state("lp0", "ready")
+    d = plugged(bed, kd)
     ui = d.client()
     ui.ok("events.subscribe", args={"topics": ["device.state"]})
     print_text(ui, "one")
@@ -97,9 +103,7 @@ def test_other_devices_arrivals_do_not_reopen(bed, kd):
 def test_reload_closes_and_reopens_the_handle(bed, kd):
     # a changed section closes the device (handle released) and opens it
     # again: the same USB device can be opened anew
-    bed.plug()
-    d = kd(SLOW_RETRY + probe(), env=bed.env())
-    d.wait_state("lp0", "ready")
+    d = plugged(bed, kd)
     d.write_conf(SLOW_RETRY + probe(serial="TEST0001"))
     admin = d.admin()
     r = admin.ok("config.reload")
@@ -112,9 +116,7 @@ def test_reload_closes_and_reopens_the_handle(bed, kd):
 def test_timeout_cancels_the_transfer(bed, kd):
     # a transfer the device never takes: the core times the request out,
     # the plugin cancels its transfer, the device serves the next one
-    bed.plug()
-    d = kd(SLOW_RETRY + probe(), env=bed.env())
-    d.wait_state("lp0", "ready")
+    d = plugged(bed, kd)
     ui = d.client()
     bed.stall()
     e = ui.err("printer.print", "lp0", {"blocks": [{"text": "stuck"}]}, timeout_ms=300)
@@ -128,9 +130,7 @@ def test_timeout_cancels_the_transfer(bed, kd):
 def test_unplug_with_a_transfer_in_flight(bed, kd):
     # the running print is answered device_offline; the transfer ends
     # inside the close (no leak, no use after free under ASan)
-    bed.plug()
-    d = kd(SLOW_RETRY + probe(), env=bed.env())
-    d.wait_state("lp0", "ready")
+    d = plugged(bed, kd)
     ui = d.client()
     bed.stall()
     id = ui.request("printer.print", "lp0", {"blocks": [{"text": "mid-print"}]})
