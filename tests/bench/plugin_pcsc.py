@@ -3,7 +3,10 @@
 worker pool, pcscd, vpcd, the virtual card) next to a direct libpcsclite
 client sending the same APDU to the same pcscd and card, measured in the
 same run in alternating blocks (tests/bench/bench_apdu.c).  Target: the
-median through kioskd at most 1.3x the direct one.  Reports, never
+median through kioskd at most 1.3x the direct one.  Two floor rows: a
+bare relay process on a Unix socket calling SCardTransmit inline, and the
+same relay handing it to a thread and back as decision 1 of
+ARCHITECTURE.md requires (what any daemon design starts from here).  Reports, never
 asserts.  Needs root (pcscd runs in private namespaces: see
 tests/tools/pcsc_env.py)."""
 
@@ -53,7 +56,7 @@ def measure(build, tmp, log):
             env=dict(os.environ, **env.env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             timeout=300, check=True)
         r = json.loads(out.stdout)
-        k, b = r["kioskd"], r["direct"]
+        k, b, rl, rt = r["kioskd"], r["direct"], r["relay"], r["relay_thread"]
         d.stop()
         d.cleanup()
         d = None
@@ -67,6 +70,12 @@ def measure(build, tmp, log):
                  "<= %.1fx" % TARGET, ratio is not None and ratio <= TARGET),
             _row("pcsc: APDU round trip p99", "%.0f us" % k["p99_us"], "%.0f us" % b["p99_us"],
                  p99, "report", None),
+            _row("pcsc: floor: a bare relay process on a Unix socket, SCardTransmit inline, p50",
+                 "%.0f us" % rl["p50_us"], "%.0f us" % b["p50_us"], rl["p50_us"] / b["p50_us"],
+                 "report", None),
+            _row("pcsc: floor: the same relay handing SCardTransmit to a thread (decision 1), p50",
+                 "%.0f us" % rt["p50_us"], "%.0f us" % b["p50_us"], rt["p50_us"] / b["p50_us"],
+                 "report", None),
             _row("pcsc: cardreader.apdu p50 on the sim plugin (core per-command cost, "
                  "audit journal included) vs direct libpcsclite",
                  "%.0f us" % sim["p50_us"], "%.0f us" % b["p50_us"],
