@@ -21,9 +21,12 @@
  * only thread; "relay_thread" hands each request to a second thread and
  * back (a condition variable there, an eventfd back, waited for with
  * poll() next to the socket), the way ARCHITECTURE.md decision 1 makes
- * kioskd run every blocking SDK call.
+ * kioskd run every blocking SDK call.  --client-cpu and --relay-cpu pin
+ * this process and the relay (plugin_pcsc.py pins kioskd's threads to the
+ * relay's CPU), so that every path crosses CPUs alike.
  */
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -130,7 +133,20 @@ static void relay_serve(int fd, const char *reader, const char *hex)
 	}
 }
 
-static int relay_start(const char *reader, const char *hex, pid_t *pid)
+/* Pin the calling process to one CPU; -1 leaves it to the scheduler. */
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0)
+		die("sched_setaffinity(%d): %s", cpu, strerror(errno));
+}
+
+static int relay_start(const char *reader, const char *hex, int cpu, pid_t *pid)
 {
 	int sv[2];
 
@@ -140,6 +156,7 @@ static int relay_start(const char *reader, const char *hex, pid_t *pid)
 		die("fork: %s", strerror(errno));
 	if (*pid == 0) {
 		close(sv[0]);
+		pin(cpu);
 		relay_serve(sv[1], reader, hex);
 	}
 	close(sv[1]);
@@ -174,7 +191,7 @@ static void kioskd_once(int fd, struct linebuf *lb, const char *req, size_t reql
 int main(int argc, char **argv)
 {
 	const char *sock = NULL, *reader = NULL, *hex = "ffca000000";
-	long count = 2000, block = 50;
+	long count = 2000, block = 50, client_cpu = -1, relay_cpu = -1;
 	static struct linebuf lb;
 	struct direct d;
 	char req[700];
@@ -194,21 +211,26 @@ int main(int argc, char **argv)
 			count = arg_long(argv[i + 1], "--count", 1);
 		else if (!strcmp(argv[i], "--block"))
 			block = arg_long(argv[i + 1], "--block", 1);
+		else if (!strcmp(argv[i], "--client-cpu"))
+			client_cpu = arg_long(argv[i + 1], "--client-cpu", 0);
+		else if (!strcmp(argv[i], "--relay-cpu"))
+			relay_cpu = arg_long(argv[i + 1], "--relay-cpu", 0);
 		else
 			die("unknown argument %s", argv[i]);
 	}
 	if (!sock || !reader || strlen(hex) > 522)
 		die("usage: bench_apdu --socket UI.SOCK --reader NAME [--count N] [--block N] "
-		    "[--apdu HEX]");
+		    "[--apdu HEX] [--client-cpu N] [--relay-cpu N]");
 	reqlen = (size_t)snprintf(req, sizeof(req),
 	                          "{\"id\":1,\"cmd\":\"cardreader.apdu\",\"args\":{\"apdu\":\"%s\"}}\n",
 	                          hex);
+	pin((int)client_cpu);
 	fd = connect_unix(sock);
 	int direct = strcmp(reader, "-") != 0;
 	if (direct) {
 		/* before this process's own PC/SC context: fork() and
 		 * libpcsclite's state do not mix */
-		rfd = relay_start(reader, hex, &relay);
+		rfd = relay_start(reader, hex, (int)relay_cpu, &relay);
 		direct_open(&d, reader, hex);
 	}
 	tk = calloc((size_t)count, sizeof(*tk));

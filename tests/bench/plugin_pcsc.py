@@ -50,9 +50,17 @@ def measure(build, tmp, log):
         kiosk.wait_until(lambda: c.ok("cardreader.status").get("card") == "present", 15,
                          "the card")
         log("pcsc: %d APDU round trips each way" % COUNT)
+        cpus = sorted(os.sched_getaffinity(0))
+        pinned = []
+        if len(cpus) > 1:
+            # the UI on one CPU, the daemon (and the relay) on another: a
+            # fixed placement for every path, not the scheduler's choice
+            for tid in os.listdir("/proc/%d/task" % d.pid):
+                os.sched_setaffinity(int(tid), {cpus[-1]})
+            pinned = ["--client-cpu", str(cpus[0]), "--relay-cpu", str(cpus[-1])]
         out = subprocess.run(
             [os.path.join(build, "tests", "bench", "bench_apdu"), "--socket", d.ui_sock,
-             "--reader", READER, "--count", str(COUNT)],
+             "--reader", READER, "--count", str(COUNT)] + pinned,
             env=dict(os.environ, **env.env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             timeout=300, check=True)
         r = json.loads(out.stdout)
