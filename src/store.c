@@ -140,7 +140,8 @@ static const char *const stmt_sql[S_N] = {
         [S_FIND] = "SELECT seq, type, payload, pii, state, endpoint, purged, flow, final, blobs "
                    "FROM transactions WHERE id = ?",
         [S_INSERT] = "INSERT INTO transactions (id, type, payload, pii, blobs, flow, final, "
-                     "endpoint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "endpoint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (id) DO NOTHING",
         [S_INSERT_BLOB] = "INSERT OR IGNORE INTO txn_blobs (blob, seq) VALUES (?, ?)",
         [S_FLOW] = "INSERT INTO flows (flow, first_seq, final) VALUES (?, ?, ?) "
                    "ON CONFLICT (flow) DO UPDATE SET final = max(final, excluded.final)",
@@ -682,11 +683,31 @@ static int same_txn(struct sub *s, sqlite3_stmt *st)
 /* Insert one submission, or match it to the row with its id (s->old:
  * a row committed before this transaction).  SQLite result code; s->err
  * set for a txn_id reused with other content. */
+static int apply_new(struct sub *s, int64_t *first_new);
+
 static int apply_sub(struct sub *s, int64_t *first_new)
 {
-	sqlite3_stmt *st = stmt(S_FIND);
+	/* the insert first: a new id (nearly every submission) costs one
+	 * look-up of the id index, not two; a taken one is then read */
+	sqlite3_stmt *st = stmt(S_INSERT);
 	sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
+	sqlite3_bind_text(st, 2, json_string_value(s->type), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, s->sealed, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, s->pii, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, s->blobs, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, s->flow, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 7, s->final);
+	sqlite3_bind_text(st, 8, s->endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, s->created);
+	int rc = run(S_INSERT);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (sqlite3_changes(S.db) > 0)
+		return apply_new(s, first_new);
+
+	st = stmt(S_FIND);
+	sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		if (same_txn(s, st)) {
 			s->seq = sqlite3_column_int64(st, 0);
@@ -702,21 +723,16 @@ static int apply_sub(struct sub *s, int64_t *first_new)
 		return SQLITE_OK;
 	}
 	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
-		return rc;
+	/* not inserted and not there: a constraint other than the id's */
+	return rc == SQLITE_DONE ? SQLITE_CONSTRAINT : rc;
+}
 
-	st = stmt(S_INSERT);
-	sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, json_string_value(s->type), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, s->sealed, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, s->pii, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, s->blobs, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, s->flow, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 7, s->final);
-	sqlite3_bind_text(st, 8, s->endpoint, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 9, s->created);
-	if ((rc = run(S_INSERT)) != SQLITE_OK)
-		return rc;
+/* The rows that go with a newly inserted transaction. */
+static int apply_new(struct sub *s, int64_t *first_new)
+{
+	sqlite3_stmt *st;
+	int rc;
+
 	s->seq = sqlite3_last_insert_rowid(S.db);
 	s->inserted = 1;
 	if (!*first_new)
