@@ -214,6 +214,7 @@ static void job_done(void *arg)
 	p->job = NULL;
 	p->io.claimed = j->io.claimed;
 	p->io.connected = j->io.connected;
+	p->io.fd = j->io.fd; /* a looked-up host name's connection */
 	if (j->have_before)
 		apply_status(p, &j->before);
 	if (j->have_after)

@@ -5,7 +5,8 @@
  *
  * Only quick, non-blocking steps run on the loop (a non-blocking connect
  * to an IP address, opening a device node, reading cached USB
- * descriptors).  Every transfer runs inside a host->run_blocking() job,
+ * descriptors).  A host name is looked up, and connected to, by the first
+ * job after each (re)open.  Every transfer runs inside a host->run_blocking() job,
  * with poll()/libusb timeouts: the core closes a device only once its jobs
  * are done, so a transfer never outlives the handle it uses.
  */
@@ -30,13 +31,22 @@ static int tcp_start(struct escpos_io *io, const char *host, int port, char *why
 	char serv[16];
 	int rc;
 
-	/* numeric only: a DNS lookup would block the loop */
+	/* numeric here: a DNS lookup would block the loop */
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(serv, sizeof(serv), "%d", port);
 	if ((rc = getaddrinfo(host, serv, &hints, &ai)) != 0) {
-		snprintf(why, whylen, "host '%s': not an IP address", host);
-		return -1;
+		if (rc != EAI_NONAME || !*host || strlen(host) >= sizeof(io->name)) {
+			snprintf(why, whylen, "host '%.64s': %s", host,
+			         rc == EAI_NONAME ? "empty or longer than 255 characters"
+			                          : gai_strerror(rc));
+			return -1;
+		}
+		/* a name: the first job looks it up (tcp_resolve) */
+		snprintf(io->name, sizeof(io->name), "%s", host);
+		io->port = port;
+		io->connected = 0;
+		return 0;
 	}
 	io->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (io->fd < 0) {
@@ -187,6 +197,61 @@ static int fd_wait(struct escpos_io *io, short ev, int ms, char *why, size_t why
 	return ESCPOS_IO_OK;
 }
 
+/* One address of a looked-up name: connected within timeout_ms, or the
+ * reason why not. */
+static int tcp_try(struct escpos_io *io, const struct addrinfo *a, char *why, size_t whylen)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	io->fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (io->fd < 0) {
+		snprintf(why, whylen, "socket: %s", strerror(errno));
+		return ESCPOS_IO_LOST;
+	}
+	if (connect(io->fd, a->ai_addr, a->ai_addrlen) < 0) {
+		err = errno;
+		if (err == EINPROGRESS &&
+		    fd_wait(io, POLLOUT, io->timeout_ms, why, whylen) == ESCPOS_IO_TIMEOUT)
+			err = ETIMEDOUT;
+		else if (err == EINPROGRESS)
+			getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	}
+	if (err) {
+		snprintf(why, whylen, "connect to %s port %d: %s", io->name, io->port,
+		         strerror(err));
+		close(io->fd);
+		io->fd = -1;
+		return ESCPOS_IO_LOST;
+	}
+	io->connected = 1;
+	return ESCPOS_IO_OK;
+}
+
+/* A host name: looked up here, in a job (it may wait on DNS), then each
+ * of its addresses tried in turn ("localhost" may be ::1 first while the
+ * printer listens on 127.0.0.1 only). */
+static int tcp_resolve(struct escpos_io *io, char *why, size_t whylen)
+{
+	struct addrinfo hints = {0}, *ai;
+	char serv[16];
+	int rc = ESCPOS_IO_LOST;
+
+	hints.ai_flags = AI_NUMERICSERV;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(serv, sizeof(serv), "%d", io->port);
+	int g = getaddrinfo(io->name, serv, &hints, &ai);
+	if (g != 0) {
+		snprintf(why, whylen, "host '%s': %s", io->name,
+		         g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+		return ESCPOS_IO_LOST;
+	}
+	for (struct addrinfo *a = ai; a && rc != ESCPOS_IO_OK; a = a->ai_next)
+		rc = tcp_try(io, a, why, whylen);
+	freeaddrinfo(ai);
+	return rc;
+}
+
 int escpos_io_prepare(struct escpos_io *io, char *why, size_t whylen)
 {
 	int rc, err = 0;
@@ -207,6 +272,8 @@ int escpos_io_prepare(struct escpos_io *io, char *why, size_t whylen)
 	}
 	if (io->connected)
 		return ESCPOS_IO_OK;
+	if (io->fd < 0)
+		return tcp_resolve(io, why, whylen);
 	if ((rc = fd_wait(io, POLLOUT, io->timeout_ms, why, whylen)) != ESCPOS_IO_OK &&
 	    rc != ESCPOS_IO_LOST)
 		return ESCPOS_IO_LOST; /* a connect that times out is a printer not there */
