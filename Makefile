@@ -63,7 +63,7 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 extra_srcs = $(if $(wildcard $(1).srcs),$(shell cat $(1).srcs))
 extra_pkgs = $(if $(wildcard $(1).pkgs),$(shell pkg-config --cflags --libs $$(cat $(1).pkgs)))
 
-.PHONY: all demo check test unit system endpoint-test fuzz fuzz-smoke bench install clean deps deps-test \
+.PHONY: all demo check test unit system endpoint-test fuzz fuzz-smoke soak bench install clean deps deps-test \
         format lint udev-rules
 
 all: deps $(BUILD)/kioskd $(BUILD)/kioskctl $(PLUGIN_SOS) links
@@ -141,6 +141,16 @@ system: tests
 	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
 
 test: unit system
+
+# The long fault soaks, outside make check (which runs 200 kill -9 cycles
+# and 150 power cuts): kill -9 of the real daemon mid-stream, then power
+# cuts through the SQLite VFS shim, SOAK_CYCLES of each.  About 8 minutes
+# for 1500 kill cycles, as the database grows every cycle.
+SOAK_CYCLES ?= 1500
+soak: tests
+	KIOSKD_BUILD=$(abspath $(BUILD)) KIOSKD_SOAK_CYCLES=$(SOAK_CYCLES) timeout -k 10 7200 \
+	    $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/system/test_crash.py -k kill9_soak
+	POWERLOSS_CYCLES=$(SOAK_CYCLES) timeout -k 10 7200 $(BUILD)/tests/test_powerloss
 
 # The reference endpoint's own tests (Python only: run once, not per build).
 endpoint-test:
