@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -20,9 +21,10 @@ struct jobq {
 
 static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t exited = PTHREAD_COND_INITIALIZER;
 static struct jobq todo, finished;
 static pthread_t *threads;
-static int nthreads, max_threads, stopping, pending;
+static int nthreads, max_threads, stopping, pending, alive;
 static int wake_fd = -1;
 static struct event *wake_ev;
 
@@ -66,8 +68,18 @@ static void *worker_main(void *unused)
 		if (write(wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_warn("worker: wake");
 	}
+	alive--;
+	pthread_cond_signal(&exited);
 	pthread_mutex_unlock(&mtx);
 	return NULL;
+}
+
+static size_t count_finished(void)
+{
+	size_t n = 0;
+	for (struct job *j = finished.head; j; j = j->next)
+		n++;
+	return n;
 }
 
 static void run_finished(void)
@@ -122,8 +134,10 @@ int worker_submit(worker_fn job, worker_fn done, void *arg)
 	j->arg = arg;
 	pthread_mutex_lock(&mtx);
 	if (nthreads <= pending && nthreads < max_threads &&
-	    pthread_create(&threads[nthreads], NULL, worker_main, NULL) == 0)
+	    pthread_create(&threads[nthreads], NULL, worker_main, NULL) == 0) {
 		nthreads++;
+		alive++;
+	}
 	if (nthreads == 0) {
 		pthread_mutex_unlock(&mtx);
 		free(j);
@@ -142,12 +156,32 @@ int worker_pending(void)
 	return pending;
 }
 
-void worker_shutdown(void)
+int worker_shutdown(int grace_ms)
 {
+	struct timespec until;
+	int left;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += grace_ms / 1000;
+	until.tv_nsec += (long)(grace_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
 	pthread_mutex_lock(&mtx);
 	stopping = 1;
 	pthread_cond_broadcast(&cond);
+	while (alive > 0 && pthread_cond_clockwait(&exited, &mtx, CLOCK_MONOTONIC, &until) == 0)
+		;
+	left = pending - (int)count_finished();
 	pthread_mutex_unlock(&mtx);
+	if (alive > 0) {
+		/* A thread stuck in a vendor call (a service that stopped
+		 * answering) cannot be interrupted, and joining it would hang
+		 * the stop: it is left behind, with its job, for exit() */
+		run_finished();
+		return left;
+	}
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(threads[i], NULL);
 	run_finished();
@@ -160,4 +194,5 @@ void worker_shutdown(void)
 	if (wake_fd >= 0)
 		close(wake_fd);
 	wake_fd = -1;
+	return 0;
 }

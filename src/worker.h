@@ -13,7 +13,11 @@ int worker_init(struct event_base *base, int nthreads);
 int worker_submit(worker_fn job, worker_fn done, void *arg);
 /* Jobs queued or running. */
 int worker_pending(void);
-/* Run every queued job to its end, then their done callbacks; join. */
-void worker_shutdown(void);
+/* Run every queued job to its end, then their done callbacks; join; 0.
+ * Jobs still running after grace_ms are left behind and their number
+ * returned: their done callbacks have not run and the pool is not freed,
+ * so the caller either exits without unloading the code they run, or
+ * calls this again once they returned. */
+int worker_shutdown(int grace_ms);
 
 #endif

@@ -211,8 +211,21 @@ int monitor_start(struct pcsc *p, char *why, size_t whylen)
 	return 0;
 }
 
-/* Bounded: SCardCancel wakes the wait at once, the poll within POLL_MS. */
-void monitor_stop(struct pcsc *p)
+/* The loop's half of stopping: no more messages are read (the thread's
+ * writes to the closed pipe fail with EPIPE, SIGPIPE being blocked). */
+void monitor_unwatch(struct pcsc *p)
+{
+	if (p->watch)
+		p->host->unwatch_fd(p->watch);
+	p->watch = NULL;
+	if (p->pipe[0] >= 0)
+		close(p->pipe[0]);
+	p->pipe[0] = -1;
+}
+
+/* The thread's end: SCardCancel wakes the wait at once, the poll within
+ * POLL_MS -- with a pcscd that answers.  Any thread; no host calls. */
+void monitor_join(struct pcsc *p)
 {
 	if (p->thread_started) {
 		atomic_store(&p->stopping, 1);
@@ -223,11 +236,7 @@ void monitor_stop(struct pcsc *p)
 		pthread_join(p->thread, NULL);
 		p->thread_started = 0;
 	}
-	if (p->watch)
-		p->host->unwatch_fd(p->watch);
-	p->watch = NULL;
-	for (int i = 0; i < 2; i++)
-		if (p->pipe[i] >= 0)
-			close(p->pipe[i]);
-	p->pipe[0] = p->pipe[1] = -1;
+	if (p->pipe[1] >= 0)
+		close(p->pipe[1]);
+	p->pipe[1] = -1;
 }

@@ -6,12 +6,17 @@
  * card I/O runs as jobs on the host's workers (ops.c), the verbs are in
  * cmd.c, and card.c knows the two card kinds.  See README.md.
  */
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ops.h"
+
+#define CLOSE_WAIT_MS 1000
 
 const struct kiosk_host *pcsc_host;
 
@@ -68,7 +73,8 @@ static int pcsc_open(struct kiosk_dev *dev, const struct kiosk_host *host, char 
 	}
 	host->set_priv(dev, p);
 	if (monitor_start(p, why, whylen) < 0) {
-		monitor_stop(p);
+		monitor_unwatch(p);
+		monitor_join(p);
 		host->set_priv(dev, NULL);
 		pcsc_free(p);
 		return -1;
@@ -76,18 +82,72 @@ static int pcsc_open(struct kiosk_dev *dev, const struct kiosk_host *host, char 
 	return 0;
 }
 
-/* The core calls this only once no job of the device runs. */
+enum { TD_RUNNING, TD_DONE, TD_ABANDONED };
+
+/* Keep this plugin (and libpcsclite with it) mapped for good: a thread left
+ * inside pcscd calls must have code to return to, even after the core
+ * unloads the plugin at exit. */
+static void pin_plugin(void)
+{
+	Dl_info info;
+	if (dladdr((void *)pin_plugin, &info) && info.dli_fname)
+		dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+/* The pcscd side of close(): each of these calls waits for pcscd. */
+static void *teardown_main(void *arg)
+{
+	struct pcsc *p = arg;
+	int running = TD_RUNNING;
+
+	monitor_join(p);
+	ops_release(p);
+	if (!atomic_compare_exchange_strong(&p->teardown, &running, TD_DONE))
+		pcsc_free(p); /* close() stopped waiting: the rest is ours */
+	return NULL;
+}
+
+/* The core calls this only once no job of the device runs.  A pcscd that
+ * stopped answering (frozen, or its socket wedged) would hold SCardCancel's
+ * thread join and SCardReleaseContext for ever, and the loop with them:
+ * they run on a thread of their own, waited for CLOSE_WAIT_MS, and are
+ * left to finish -- and free the state -- on their own after that. */
 static void pcsc_close(struct kiosk_dev *dev)
 {
 	struct pcsc *p = pcsc_host->priv(dev);
+	struct timespec until;
+	pthread_t t;
+	int running = TD_RUNNING;
 
 	if (!p)
 		return;
 	cmd_close(p);
-	monitor_stop(p);
-	ops_release(p);
+	monitor_unwatch(p);
 	pcsc_host->set_priv(dev, NULL);
-	pcsc_free(p);
+	atomic_store(&p->teardown, TD_RUNNING);
+	if (pthread_create(&t, NULL, teardown_main, p) != 0) {
+		monitor_join(p);
+		ops_release(p);
+		pcsc_free(p);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += CLOSE_WAIT_MS / 1000;
+	if (pthread_clockjoin_np(t, NULL, CLOCK_MONOTONIC, &until) == 0) {
+		pcsc_free(p);
+		return;
+	}
+	if (!atomic_compare_exchange_strong(&p->teardown, &running, TD_ABANDONED)) {
+		pthread_join(t, NULL); /* it finished just now */
+		pcsc_free(p);
+		return;
+	}
+	pthread_detach(t);
+	pin_plugin();
+	pcsc_host->log(dev, KIOSK_LOG_WARNING,
+	               "pcscd did not answer within %d ms of the close: its connections are "
+	               "left to close on their own",
+	               CLOSE_WAIT_MS);
 }
 
 static json_t *pcsc_status(struct kiosk_dev *dev)

@@ -48,6 +48,7 @@ struct pcsc {
 	SCARDCONTEXT mon_ctx;     /* monitor */
 	int mon_ctx_ok;
 	atomic_int stopping;
+	atomic_int teardown; /* pcsc.c: who frees a close() that gave up waiting */
 
 	/* the reader and its card, as the loop knows them */
 	char reader[READER_MAX]; /* "" until the monitor found it */
@@ -77,7 +78,8 @@ extern const struct kiosk_host *pcsc_host;
 
 /* monitor.c */
 int monitor_start(struct pcsc *p, char *why, size_t whylen);
-void monitor_stop(struct pcsc *p);
+void monitor_unwatch(struct pcsc *p);
+void monitor_join(struct pcsc *p);
 
 /* cmd.c: the class's verbs, and the card events that finish a wait. */
 void pcsc_command(struct kiosk_dev *dev, struct kiosk_req *req, const char *verb, json_t *args);

@@ -277,6 +277,81 @@ def test_shutdown_while_waiting(kd, pcsc):
     d.stop()  # no sanitizer report
 
 
+class Frozen:
+    """pcscd stopped with SIGSTOP: alive, its socket open, never answering
+    (what a wedged service looks like to its clients)."""
+
+    def __init__(self, pcsc):
+        self.pid = pcsc.pcscd.pid
+        with open("/proc/%d/comm" % self.pid) as f:
+            assert f.read().strip() == "pcscd"
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def start_with_card(kd, pcsc):
+    d, ui = start(kd, pcsc, card_conf())
+    pcsc.insert("mifare")
+    wait_until(lambda: ui.ok("cardreader.status").get("card") == "present", 10, "the card")
+    return d, ui
+
+
+def test_stop_with_pcscd_frozen_is_bounded(kd, pcsc):
+    # closing the reader waits for pcscd twice (the monitor's SCardCancel and
+    # join, SCardReleaseContext): bounded, then left behind, never the loop
+    d, ui = start_with_card(kd, pcsc)
+    ui.ok("cardreader.apdu", args={"apdu": "ffca000000"})  # a context and a connection
+    with Frozen(pcsc):
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        assert d.wait_exit(15) == 0, d.log()
+        took = time.monotonic() - t0
+    assert took < 5 * SLOW, took
+    assert d.log_lines("pcscd did not answer within 1000 ms of the close"), d.log()
+    d.stop()  # no sanitizer report
+
+
+def test_reload_with_pcscd_frozen_keeps_the_loop_answering(kd, pcsc):
+    d, ui = start_with_card(kd, pcsc)
+    with Frozen(pcsc):
+        d.write_conf(card_conf(write_chunk=8))  # the device is reconfigured: closed
+        d.signal(signal.SIGHUP)
+        d.wait_log("pcscd did not answer within 1000 ms", timeout=10 * SLOW)
+        t0 = time.monotonic()
+        assert ui.ok("hello")
+        assert time.monotonic() - t0 < 0.5 * SLOW
+    # pcscd back: the reopened device finds the reader again
+    wait_until(lambda: ui.ok("cardreader.status").get("card") == "present", 15,
+               "the card after pcscd came back")
+    ui.ok("cardreader.apdu", args={"apdu": "ffca000000"})
+    d.stop()
+
+
+def test_stop_with_a_command_stuck_in_pcscd_is_bounded(kd, pcsc):
+    # a worker inside SCardTransmit/SCardEstablishContext with pcscd frozen
+    # cannot be interrupted: the stop leaves it behind after cancel_grace_ms,
+    # says so, and exits non-zero
+    d, ui = start_with_card(kd, pcsc)
+    with Frozen(pcsc):
+        e = ui.err("cardreader.apdu", args={"apdu": "ffca000000"}, timeout_ms=500)
+        assert e["code"] == "timeout", e
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit(15)
+        took = time.monotonic() - t0
+    assert rc == 1, d.log()
+    assert took < 2 + 5 * SLOW, took
+    assert d.log_lines(r"1 device call is still running 2000 ms \(cancel_grace_ms\) after the "
+                       r"stop"), d.log()
+    assert d.log_lines(r"kioskd info: stopped$"), d.log()
+    d.stop(expect_rc=1)
+
+
 def test_bad_input(kd, pcsc, tmp_path):
     d, ui = start(kd, pcsc, card_conf(keyfile(tmp_path)))
     pcsc.insert("sle4442")

@@ -1,5 +1,6 @@
 /* worker.c: jobs on other threads, completions back on the loop thread
- * in the order the jobs finished, and a shutdown that finishes them all. */
+ * in the order the jobs finished, and a shutdown that finishes them all --
+ * or, after its grace period, leaves a job stuck in a call behind. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,7 +69,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	worker_shutdown();
+	worker_shutdown(5000);
 	event_base_free(base);
 	return 0;
 }
@@ -167,13 +168,13 @@ static void test_shutdown_finishes_queued(void **state)
 
 	/* a pool of one, five jobs, no loop turn: shutdown runs them all and
 	 * then their completions, on the caller's thread */
-	worker_shutdown();
+	worker_shutdown(5000);
 	assert_int_equal(worker_init(base, 1), 0);
 	for (int i = 0; i < 5; i++) {
 		r[i] = (struct rec){.idx = i};
 		assert_int_equal(worker_submit(i == 0 ? sleepy_job : job, done, &r[i]), 0);
 	}
-	worker_shutdown();
+	worker_shutdown(5000);
 	assert_int_equal(ndone, 5);
 	assert_int_equal(worker_pending(), 0);
 	for (int i = 0; i < 5; i++) {
@@ -194,6 +195,41 @@ static void test_shutdown_finishes_queued(void **state)
 	assert_true(late.done_ran);
 }
 
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void test_shutdown_leaves_a_stuck_job_behind(void **state)
+{
+	(void)state;
+	sem_t never;
+	struct rec stuck = {.idx = 0, .wait_for = &never}, quick = {.idx = 1};
+
+	/* a job blocked in a call that does not return (a device service that
+	 * stopped answering) must not hang the stop */
+	sem_init(&never, 0, 0);
+	assert_int_equal(worker_submit(job, done, &stuck), 0);
+	assert_int_equal(worker_submit(job, done, &quick), 0);
+	while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < 2)
+		usleep(1000);
+	uint64_t t0 = ms_now();
+	assert_int_equal(worker_shutdown(200), 1);
+	uint64_t took = ms_now() - t0;
+	assert_true(took >= 150 && took < 3000);
+	assert_true(quick.done_ran); /* what finished is still completed */
+	assert_false(stuck.done_ran);
+	/* once the call returns, a second shutdown finishes the first */
+	sem_post(&never);
+	assert_int_equal(worker_shutdown(5000), 0);
+	assert_true(stuck.job_ran);
+	assert_true(stuck.done_ran);
+	assert_int_equal(worker_pending(), 0);
+	sem_destroy(&never);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -201,6 +237,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_finish_order, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_pool_bound, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_shutdown_finishes_queued, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_shutdown_leaves_a_stuck_job_behind, setup,
+	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
