@@ -426,3 +426,28 @@ def test_simulator_prints_documents_too(kd):
                  % hashlib.sha256(b"GIF89a").hexdigest()[:8]}
     # paper is a receipt roll: a document does not use it
     assert ui.ok("printer.status", "printer0")["paper_lines_left"] == 2000
+
+
+def test_stop_with_cupsd_frozen_is_bounded(kd, cupsd, qname):
+    # cupsd stopped by SIGSTOP: its socket still takes connections, nothing
+    # answers.  A status poll caught in libcups is a worker the stop cannot
+    # interrupt: it is left behind after cancel_grace_ms (exit status 1,
+    # logged); with no poll in flight the stop is clean.  Either way bounded.
+    cupsd.queue(qname)
+    d = start(kd, cupsd, qname)
+    d.wait_state("a4", "ready")
+    os.kill(cupsd.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.3)  # polls every 30 ms: one is now waiting on cupsd
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit(15)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(cupsd.proc.pid, signal.SIGCONT)
+    assert took < 2 + 5 * kiosk.SLOW, took
+    assert rc in (0, 1), d.log()
+    print("cupsd frozen: stop took %.2f s, exit status %d" % (took, rc))
+    if rc == 1:
+        assert d.log_lines(r"device calls? (is|are) still running 2000 ms"), d.log()
+    d.stop(expect_rc=rc)
