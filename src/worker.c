@@ -173,9 +173,10 @@ int worker_shutdown(int grace_ms)
 	pthread_cond_broadcast(&cond);
 	while (alive > 0 && pthread_cond_clockwait(&exited, &mtx, CLOCK_MONOTONIC, &until) == 0)
 		;
-	left = pending - (int)count_finished();
+	/* threads still there without a job are about to exit: joined below */
+	left = alive > 0 ? pending - (int)count_finished() : 0;
 	pthread_mutex_unlock(&mtx);
-	if (alive > 0) {
+	if (left > 0) {
 		/* A thread stuck in a vendor call (a service that stopped
 		 * answering) cannot be interrupted, and joining it would hang
 		 * the stop: it is left behind, with its job, for exit() */

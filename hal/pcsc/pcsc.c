@@ -17,6 +17,7 @@
 #include "ops.h"
 
 #define CLOSE_WAIT_MS 1000
+_Static_assert(CLOSE_WAIT_MS % 1000 == 0, "pcsc_close() adds whole seconds");
 
 const struct kiosk_host *pcsc_host;
 
