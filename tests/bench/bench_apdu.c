@@ -26,7 +26,6 @@
  * relay's CPU), so that every path crosses CPUs alike.
  */
 #include <poll.h>
-#include <sched.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -131,19 +130,6 @@ static void relay_serve(int fd, const char *reader, const char *hex)
 			pthread_mutex_unlock(&relay_w.mtx);
 		}
 	}
-}
-
-/* Pin the calling process to one CPU; -1 leaves it to the scheduler. */
-static void pin(int cpu)
-{
-	cpu_set_t set;
-
-	if (cpu < 0)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0)
-		die("sched_setaffinity(%d): %s", cpu, strerror(errno));
 }
 
 static int relay_start(const char *reader, const char *hex, int cpu, pid_t *pid)

@@ -13,25 +13,11 @@
  * blocks (--block round trips each) so that CPU frequency or scheduler
  * noise falls on both alike.  Prints one JSON object on stdout.
  */
-#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "bench_common.h"
-
-/* Pin the calling process to one CPU; -1 leaves it to the scheduler. */
-static void pin(int cpu)
-{
-	cpu_set_t set;
-
-	if (cpu < 0)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0)
-		die("sched_setaffinity(%d): %s", cpu, strerror(errno));
-}
 
 static const char request[] = "{\"id\":1,\"cmd\":\"hello\"}\n";
 
