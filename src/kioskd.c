@@ -289,26 +289,25 @@ int main(int argc, char **argv)
 
 	event_base_dispatch(daemon_base);
 
+	/* A device library blocked in a call that never returns (its service
+	 * stopped answering) must not hang the stop.  Its thread still runs
+	 * plugin code and may still use libusb, so neither is torn down then:
+	 * the store is closed (every commit is durable already) and the
+	 * process ends. */
 	int stuck = worker_shutdown(daemon_conf->cancel_grace_ms);
-	if (stuck > 0) {
-		/* A device library blocked in a call that never returns (its
-		 * service stopped answering) must not hang the stop.  Its thread
-		 * still runs plugin code and may still use libusb, so neither is
-		 * torn down: the store is closed (every commit is durable
-		 * already), then the process ends. */
+	if (stuck > 0)
 		log_err("%d device call%s still running %d ms (cancel_grace_ms) after the stop: "
 		        "a device library or service is not answering; exiting without waiting",
 		        stuck, stuck == 1 ? " is" : "s are", daemon_conf->cancel_grace_ms);
-		sync_shutdown();
-		store_close();
-		notify_shutdown();
-		log_info("stopped");
-		_exit(EXIT_FAILURE);
-	}
-	usb_shutdown(); /* after the devices closed their handles */
+	else
+		usb_shutdown(); /* after the devices closed their handles */
 	sync_shutdown();
 	store_close();
 	notify_shutdown();
+	if (stuck > 0) {
+		log_info("stopped");
+		_exit(EXIT_FAILURE);
+	}
 	sig_shutdown();
 	plugin_unload_all();
 	conf_free(daemon_conf);
