@@ -99,8 +99,8 @@ struct escpos_io {
 	int iface;
 	uint8_t ep_out, ep_in;
 	int claimed;
-	int connected;  /* tcp: the non-blocking connect finished */
-	char name[256]; /* tcp: a host name, looked up by the first job */
+	int connected;  /* tcp: a job connected fd */
+	char name[256]; /* tcp: the host, looked up by the first job */
 	int port;
 	int partial; /* the last write stopped part-way through */
 	int timeout_ms;

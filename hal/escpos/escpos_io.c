@@ -3,10 +3,10 @@
  * 9100, "JetDirect"), a USB printer-class interface (libusb bulk
  * transfers), and a character device (/dev/usb/lp*, a serial port).
  *
- * Only quick, non-blocking steps run on the loop (a non-blocking connect
- * to an IP address, opening a device node, reading cached USB
- * descriptors).  A host name is looked up, and connected to, by the first
- * job after each (re)open.  Every transfer runs inside a host->run_blocking() job,
+ * Only quick, non-blocking steps run on the loop (opening a device node,
+ * reading cached USB descriptors).  The TCP host is looked up, and
+ * connected to, by the first job after each (re)open.  Every transfer
+ * runs inside a host->run_blocking() job,
  * with poll()/libusb timeouts: the core closes a device only once its jobs
  * are done, so a transfer never outlives the handle it uses.
  */
@@ -25,44 +25,17 @@
 
 #define CHUNK 4096
 
+/* Nothing on the loop: the first job looks the host up (an address is
+ * taken as it is, a name may wait on DNS) and connects (tcp_resolve). */
 static int tcp_start(struct escpos_io *io, const char *host, int port, char *why, size_t whylen)
 {
-	struct addrinfo hints = {0}, *ai;
-	char serv[16];
-	int rc;
-
-	/* numeric here: a DNS lookup would block the loop */
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(serv, sizeof(serv), "%d", port);
-	if ((rc = getaddrinfo(host, serv, &hints, &ai)) != 0) {
-		if (rc != EAI_NONAME || !*host || strlen(host) >= sizeof(io->name)) {
-			snprintf(why, whylen, "host '%.64s': %s", host,
-			         rc == EAI_NONAME ? "empty or longer than 255 characters"
-			                          : gai_strerror(rc));
-			return -1;
-		}
-		/* a name: the first job looks it up (tcp_resolve) */
-		snprintf(io->name, sizeof(io->name), "%s", host);
-		io->port = port;
-		io->connected = 0;
-		return 0;
-	}
-	io->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (io->fd < 0) {
-		snprintf(why, whylen, "socket: %s", strerror(errno));
-		freeaddrinfo(ai);
+	if (!*host || strlen(host) >= sizeof(io->name)) {
+		snprintf(why, whylen, "host '%.64s': empty or longer than 255 characters", host);
 		return -1;
 	}
-	rc = connect(io->fd, ai->ai_addr, ai->ai_addrlen);
-	freeaddrinfo(ai);
-	if (rc < 0 && errno != EINPROGRESS) {
-		snprintf(why, whylen, "connect to %s:%d: %s", host, port, strerror(errno));
-		close(io->fd);
-		io->fd = -1;
-		return -1;
-	}
-	io->connected = rc == 0;
+	snprintf(io->name, sizeof(io->name), "%s", host);
+	io->port = port;
+	io->connected = 0;
 	return 0;
 }
 
@@ -197,8 +170,8 @@ static int fd_wait(struct escpos_io *io, short ev, int ms, char *why, size_t why
 	return ESCPOS_IO_OK;
 }
 
-/* One address of a looked-up name: connected within timeout_ms, or the
- * reason why not. */
+/* One address of the host: connected within timeout_ms, or the reason
+ * why not (a connect that times out is a printer not there). */
 static int tcp_try(struct escpos_io *io, const struct addrinfo *a, char *why, size_t whylen)
 {
 	int err = 0;
@@ -228,7 +201,7 @@ static int tcp_try(struct escpos_io *io, const struct addrinfo *a, char *why, si
 	return ESCPOS_IO_OK;
 }
 
-/* A host name: looked up here, in a job (it may wait on DNS), then each
+/* The host, looked up here, in a job (a name may wait on DNS), then each
  * of its addresses tried in turn ("localhost" may be ::1 first while the
  * printer listens on 127.0.0.1 only). */
 static int tcp_resolve(struct escpos_io *io, char *why, size_t whylen)
@@ -254,8 +227,7 @@ static int tcp_resolve(struct escpos_io *io, char *why, size_t whylen)
 
 int escpos_io_prepare(struct escpos_io *io, char *why, size_t whylen)
 {
-	int rc, err = 0;
-	socklen_t len = sizeof(err);
+	int rc;
 
 	if (io->t == ESCPOS_USB) {
 		if (io->claimed)
@@ -270,20 +242,7 @@ int escpos_io_prepare(struct escpos_io *io, char *why, size_t whylen)
 			io->claimed = 1;
 		return rc;
 	}
-	if (io->connected)
-		return ESCPOS_IO_OK;
-	if (io->fd < 0)
-		return tcp_resolve(io, why, whylen);
-	if ((rc = fd_wait(io, POLLOUT, io->timeout_ms, why, whylen)) != ESCPOS_IO_OK &&
-	    rc != ESCPOS_IO_LOST)
-		return ESCPOS_IO_LOST; /* a connect that times out is a printer not there */
-	getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-	if (err) {
-		snprintf(why, whylen, "connect: %s", strerror(err));
-		return ESCPOS_IO_LOST;
-	}
-	io->connected = 1;
-	return ESCPOS_IO_OK;
+	return io->connected ? ESCPOS_IO_OK : tcp_resolve(io, why, whylen);
 }
 
 /* Wait until writable in short slices, so a cancel is seen while a
