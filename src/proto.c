@@ -9,6 +9,7 @@
 #include "devices.h"
 #include "events.h"
 #include "ipc.h"
+#include "jtext.h"
 #include "log.h"
 #include "req.h"
 #include "schema.h"
@@ -358,7 +359,10 @@ void proto_handle(struct session *s, const char *line, size_t len)
 
 	if (len == 0 || (len == 1 && line[0] == '\r'))
 		return; /* blank lines are keep-alives */
-	if (!(req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err))) {
+	/* jtext declines what it does not know; jansson then decides, and
+	 * words the error */
+	if (!(req = jtext_parse(line, len)) &&
+	    !(req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err))) {
 		reply_error(s, NULL, "bad_request", "malformed JSON at column %d: %s", err.column,
 		            err.text);
 		return;

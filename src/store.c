@@ -38,6 +38,7 @@
 
 #include "blob.h"
 #include "crypt.h"
+#include "jtext.h"
 #include "log.h"
 
 #define TXN_ID_MAX         64
@@ -338,9 +339,18 @@ static void new_id(char out[27])
 		for (int i = 9; i >= 0 && ++rnd[i] == 0; i--)
 			;
 	} else {
-		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-			for (size_t i = 0; i < sizeof(rnd); i++)
-				rnd[i] = (unsigned char)random();
+		/* one RAND_bytes call per 25 ids: each call costs more than
+		 * the rest of the id */
+		static unsigned char pool[250];
+		static size_t left;
+		if (!left) {
+			if (RAND_bytes(pool, sizeof(pool)) != 1)
+				for (size_t i = 0; i < sizeof(pool); i++)
+					pool[i] = (unsigned char)random();
+			left = sizeof(pool);
+		}
+		left -= sizeof(rnd);
+		memcpy(rnd, pool + left, sizeof(rnd));
 		rnd[0] &= 0x7f; /* room to count up */
 		last_ms = ms;
 	}
@@ -1096,7 +1106,7 @@ static int check_submit(struct sub *s, json_t *in)
 	/* the payload as stored: personal data sealed to this row.  Without
 	 * personal data the plain text is the stored text (the common case:
 	 * one serialisation per submission) */
-	char *text = json_dumps(payload, JSON_COMPACT);
+	char *text = jtext_dumps(payload);
 	size_t len = text ? strlen(text) : 0;
 	if (!text)
 		return fail(s, STORE_EINVAL, "payload: cannot be serialised");

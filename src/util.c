@@ -4,7 +4,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+
+#include "jtext.h"
 
 int mkdir_p(const char *dir, mode_t mode)
 {
@@ -28,9 +31,7 @@ int mkdir_p(const char *dir, mode_t mode)
 	return -1;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *p)
+size_t utf8_seq(const unsigned char *p, size_t avail)
 {
 	unsigned char lo = 0x80, hi = 0xbf;
 	size_t n;
@@ -44,6 +45,8 @@ static size_t utf8_seq(const unsigned char *p)
 	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
 		n = 4;
 	else
+		return 0;
+	if (n > avail)
 		return 0;
 	if (p[0] == 0xe0)
 		lo = 0xa0;
@@ -63,9 +66,9 @@ static size_t utf8_seq(const unsigned char *p)
 
 void utf8_sanitize(char *s)
 {
-	unsigned char *p = (unsigned char *)s;
+	unsigned char *p = (unsigned char *)s, *end = p + strlen(s);
 	while (*p) {
-		size_t n = utf8_seq(p);
+		size_t n = utf8_seq(p, (size_t)(end - p));
 		if (n)
 			p += n;
 		else
@@ -77,16 +80,24 @@ void utf8_sanitize(char *s)
 
 char *json_line(json_t *msg, char *buf, size_t size, size_t *len)
 {
-	/* one pass for the common small message; a second only when it is big */
-	size_t n = json_dumpb(msg, buf, size - 1, LINE_FLAGS);
+	/* one pass for the common small message; a second only when it is
+	 * big.  jtext writes what jansson would, and declines (reals) what it
+	 * does not */
+	size_t n = jtext_dump(msg, buf, size - 1);
+	int fast = n != 0;
 	char *p = buf;
 
+	if (!fast)
+		n = json_dumpb(msg, buf, size - 1, LINE_FLAGS);
 	if (n == 0)
 		return NULL;
 	if (n >= size) {
 		if (!(p = malloc(n + 1)))
 			return NULL;
-		json_dumpb(msg, p, n, LINE_FLAGS);
+		if (fast)
+			jtext_dump(msg, p, n);
+		else
+			json_dumpb(msg, p, n, LINE_FLAGS);
 	}
 	p[n] = '\n';
 	*len = n + 1;

@@ -8,6 +8,10 @@
 
 /* mkdir -p: 0, or -1 with errno. */
 int mkdir_p(const char *dir, mode_t mode);
+/* Length of the well-formed UTF-8 sequence at p, of the avail bytes
+ * there (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF), or 0. */
+size_t utf8_seq(const unsigned char *p, size_t avail);
 /* Replace, in place, every byte that is not part of well-formed UTF-8
  * with '?': a message cut by "%.64s" or by its buffer may split a
  * character, and a JSON string must be valid UTF-8. */
