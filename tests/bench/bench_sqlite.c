@@ -4,6 +4,7 @@
  *
  *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] [--threads 1]
  *                --seconds S [--warmup S]
+ *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] --serve SOCKET
  *
  * Creates PATH (--fresh: removing an old one and its -wal/-shm first; else
  * rows of earlier runs stay, as they do in kioskd's database between the
@@ -21,13 +22,17 @@
  * 26-character ULID-like id, type bench.topup, the same payload text,
  * endpoint NULL, created in ms.  Same counting as bench_submit: the
  * commits that finish in the last --seconds.  Prints one JSON object.
+ *
+ * --serve writes the same rows one per request of a bench_submit client
+ * on a Unix socket, and answers each after its COMMIT: the floor of any
+ * daemon that stores a submission durably behind kioskd's socket.
  */
 #include <pthread.h>
 #include <sqlite3.h>
 
 #include "bench_common.h"
 
-static const char *db_path, *schema_from;
+static const char *db_path, *schema_from, *serve_path;
 static double seconds, warmup;
 static uint64_t t_meas, t_end;
 
@@ -128,19 +133,70 @@ static void make_id(char out[27], int idx, uint64_t k)
 	out[26] = 0;
 }
 
+struct stmts {
+	sqlite3_stmt *begin, *ins, *commit;
+};
+
+static int prepare(sqlite3 *db, struct stmts *st)
+{
+	return sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &st->begin, NULL) != SQLITE_OK ||
+	                       sqlite3_prepare_v2(db,
+	                                          "INSERT INTO transactions (id, type, payload, "
+	                                          "pii, blobs, flow, final, endpoint, created) "
+	                                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	                                          -1, &st->ins, NULL) != SQLITE_OK ||
+	                       sqlite3_prepare_v2(db, "COMMIT", -1, &st->commit, NULL) != SQLITE_OK
+	               ? -1
+	               : 0;
+}
+
+static void finalize(struct stmts *st)
+{
+	sqlite3_finalize(st->begin);
+	sqlite3_finalize(st->ins);
+	sqlite3_finalize(st->commit);
+}
+
+/* Row k of writer idx in one transaction of its own: SQLITE_DONE when
+ * committed. */
+static int insert_row(struct stmts *st, int idx, uint64_t k)
+{
+	char id[27], payload[128];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	make_id(id, idx, k);
+	snprintf(payload, sizeof(payload),
+	         "{\"card\":\"8860012345\",\"amount_fen\":5000,\"order\":\"P-%08llu\"}",
+	         (unsigned long long)(k * 64 + (uint64_t)idx));
+	int rc = sqlite3_step(st->begin);
+	sqlite3_reset(st->begin);
+	if (rc == SQLITE_DONE) {
+		sqlite3_bind_text(st->ins, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st->ins, 2, "bench.topup", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st->ins, 3, payload, -1, SQLITE_STATIC);
+		for (int i = 4; i <= 6; i++)
+			sqlite3_bind_null(st->ins, i);
+		sqlite3_bind_int(st->ins, 7, 0);
+		sqlite3_bind_null(st->ins, 8);
+		sqlite3_bind_int64(st->ins, 9, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		rc = sqlite3_step(st->ins);
+		sqlite3_reset(st->ins);
+	}
+	if (rc == SQLITE_DONE) {
+		rc = sqlite3_step(st->commit);
+		sqlite3_reset(st->commit);
+	}
+	return rc;
+}
+
 static void *run(void *arg)
 {
 	struct worker *w = arg;
 	sqlite3 *db = open_db();
-	sqlite3_stmt *begin, *ins, *commit;
-	char id[27], payload[128];
+	struct stmts st;
 
-	if (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db,
-	                       "INSERT INTO transactions (id, type, payload, pii, blobs, flow, "
-	                       "final, endpoint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-	                       -1, &ins, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL) != SQLITE_OK) {
+	if (prepare(db, &st) < 0) {
 		snprintf(w->err, sizeof(w->err), "prepare: %s", sqlite3_errmsg(db));
 		return NULL;
 	}
@@ -148,32 +204,7 @@ static void *run(void *arg)
 		uint64_t t0 = now_ns();
 		if (t0 >= t_end)
 			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		make_id(id, w->idx, k);
-		snprintf(payload, sizeof(payload),
-		         "{\"card\":\"8860012345\",\"amount_fen\":5000,\"order\":\"P-%08llu\"}",
-		         (unsigned long long)(k * 64 + (uint64_t)w->idx));
-		int rc = sqlite3_step(begin);
-		sqlite3_reset(begin);
-		if (rc == SQLITE_DONE) {
-			sqlite3_bind_text(ins, 1, id, -1, SQLITE_STATIC);
-			sqlite3_bind_text(ins, 2, "bench.topup", -1, SQLITE_STATIC);
-			sqlite3_bind_text(ins, 3, payload, -1, SQLITE_STATIC);
-			for (int i = 4; i <= 6; i++)
-				sqlite3_bind_null(ins, i);
-			sqlite3_bind_int(ins, 7, 0);
-			sqlite3_bind_null(ins, 8);
-			sqlite3_bind_int64(ins, 9,
-			                   (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-			rc = sqlite3_step(ins);
-			sqlite3_reset(ins);
-		}
-		if (rc == SQLITE_DONE) {
-			rc = sqlite3_step(commit);
-			sqlite3_reset(commit);
-		}
-		if (rc != SQLITE_DONE) {
+		if (insert_row(&st, w->idx, k) != SQLITE_DONE) {
 			snprintf(w->err, sizeof(w->err), "row %llu: %s", (unsigned long long)k,
 			         sqlite3_errmsg(db));
 			break;
@@ -192,11 +223,56 @@ static void *run(void *arg)
 			w->measured++;
 		}
 	}
-	sqlite3_finalize(begin);
-	sqlite3_finalize(ins);
-	sqlite3_finalize(commit);
+	finalize(&st);
 	sqlite3_close(db);
 	return NULL;
+}
+
+/* --serve: the same rows, one per request line of a single client on a
+ * Unix socket, committed before the reply {"id":N,"ok":true} -- raw
+ * SQLite behind the hop kioskd's clients make, with nothing else (no
+ * JSON parsing, no event loop).  The socket appears under its name only
+ * once it listens.  Ends when the client closes; prints the count. */
+static void serve(sqlite3 *db, const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char tmp[sizeof(sun.sun_path)];
+	static struct linebuf lb;
+	struct stmts st;
+	long served = 0;
+	size_t n;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp))
+		die("socket path too long: %s", path);
+	memcpy(sun.sun_path, tmp, strlen(tmp) + 1);
+	unlink(tmp);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(lfd, 1) < 0 ||
+	    rename(tmp, path) < 0)
+		die("listen on %s: %s", path, strerror(errno));
+	int fd = accept(lfd, NULL, NULL);
+	if (fd < 0)
+		die("accept: %s", strerror(errno));
+	close(lfd);
+	unlink(path);
+	if (prepare(db, &st) < 0)
+		die("prepare: %s", sqlite3_errmsg(db));
+	for (;;) {
+		char *line, reply[64];
+		while (!(line = lb_next(&lb, &n)))
+			if (lb_fill(&lb, fd) == 0)
+				goto done;
+		if (insert_row(&st, 0, (uint64_t)served) != SQLITE_DONE)
+			die("row %ld: %s", served, sqlite3_errmsg(db));
+		served++;
+		int len = snprintf(reply, sizeof(reply), "{\"id\":%lld,\"ok\":true}\n",
+		                   field_int(line, "id"));
+		write_all(fd, reply, (size_t)len);
+	}
+done:
+	finalize(&st);
+	close(fd);
+	printf("{\"served\":%ld}\n", served);
 }
 
 int main(int argc, char **argv)
@@ -214,17 +290,18 @@ int main(int argc, char **argv)
 			fresh = 1;
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			threads = arg_long(argv[++i], "--threads", 1);
+		else if (!strcmp(argv[i], "--serve") && i + 1 < argc)
+			serve_path = argv[++i];
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = arg_double(argv[++i], "--seconds");
 		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
 			warmup = arg_double(argv[++i], "--warmup");
 		else
 			die("usage: bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] "
-			    "[--threads N] "
-			    "--seconds S [--warmup S]");
+			    "{[--threads N] --seconds S [--warmup S] | --serve SOCKET}");
 	}
-	if (!db_path || !schema_from || seconds <= 0)
-		die("--db, --schema-from and --seconds are required");
+	if (!db_path || !schema_from || (seconds <= 0 && !serve_path))
+		die("--db, --schema-from and --seconds (or --serve) are required");
 	if (threads > 64)
 		die("--threads: at most 64");
 
@@ -237,6 +314,11 @@ int main(int argc, char **argv)
 	sqlite3 *db = open_db();
 	copy_schema(db);
 	long before = count_rows(db);
+	if (serve_path) {
+		serve(db, serve_path);
+		sqlite3_close(db);
+		return 0;
+	}
 
 	struct worker *w = calloc((size_t)threads, sizeof(*w));
 	if (!w)

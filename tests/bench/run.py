@@ -578,6 +578,9 @@ def store_measurements(build, tmp, notify, dirs, res):
                         build, "bench_submit", ["--socket", ui, "--clients", str(n)] + t,
                         cpu=client))
                     dm.check_alive("the store bench")
+                    if n == 1:
+                        runs.setdefault("%s/relay1" % place, []).append(relay_run(
+                            build, d, kdb, t, client, server, fresh))
         set_affinity(dm.pid, set(allcpus))
         try:
             c = Client(os.path.join(dm.run_dir, "admin.sock"))
@@ -600,6 +603,37 @@ def store_measurements(build, tmp, notify, dirs, res):
         row["cpus"] = {p[0]: (p[1], p[2]) for p in places}
         out.append(row)
     res["store"] = out
+
+
+def relay_run(build, d, kdb, t, client, server, fresh):
+    """The floor row: bench_submit x1 against bench_sqlite --serve (raw
+    SQLite behind a Unix socket, nothing else), placed as kioskd is; the
+    bench_submit JSON.  Its database accumulates rows like raw.db."""
+    sock = os.path.join(d, "relay.sock")
+    args = ["--db", os.path.join(d, "relay.db"), "--schema-from", kdb, "--serve", sock]
+    exe = os.path.join(build, "tests", "bench", "bench_sqlite")
+    pin = None if server is None else (lambda: os.sched_setaffinity(0, {server}))
+    srv = subprocess.Popen([exe] + args + (["--fresh"] if fresh else []),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=pin)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            if srv.poll() is not None or time.monotonic() > deadline:
+                raise HarnessError("bench_sqlite --serve did not listen: %s" % (
+                    srv.stderr.read().strip() if srv.poll() is not None else "timeout"))
+            time.sleep(0.01)
+        r = run_bench(build, "bench_submit", ["--socket", sock, "--clients", "1"] + t,
+                      cpu=client)
+        out, err = srv.communicate(timeout=30)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+    if srv.returncode != 0 or json.loads(out or "{}").get("served") != r["done"]:
+        raise HarnessError("bench_sqlite --serve: exit %s, %s (%s)" % (
+            srv.returncode, out.strip(), err.strip()))
+    return r
 
 
 def fill(build, ui, n, what, d):
@@ -879,6 +913,9 @@ def table(res, build):
             row("submits/s x1, %s CPU, %s" % (place, fs), fmt(k1, 0), fmt(r1, 0) + " (raw x1)",
                 "%.2fx" % (k1 / r1), ">= %.1fx" % STORE_X1_MIN if judged else why,
                 k1 / r1 >= STORE_X1_MIN if judged else None)
+            rl = pl["relay1"]["rate"]
+            row("submits/s x1, raw SQLite behind a socket, %s CPU, %s" % (place, fs),
+                fmt(rl, 0), fmt(r1, 0) + " (raw x1)", "%.2fx" % (rl / r1), "- (floor)", None)
             best, lab = (r1, "raw x1") if r1 >= r16 else (r16, "raw x16")
             row("submits/s x16, %s CPU, %s" % (place, fs), fmt(k16, 0),
                 "%s (%s)" % (fmt(best, 0), lab), "%.1fx" % (k16 / best),
@@ -981,18 +1018,21 @@ def details(res):
             pl, (client, server) = st["placements"][place], st["cpus"][place]
             lines.append(
                 "  %s (client on CPU %s, kioskd and raw on CPU %s): per round submits/s "
-                "kioskd x1 %s, x16 %s; raw x1 %s, x16 %s; p50/p99 (ms) kioskd x1 %.2f/%.2f, "
-                "x16 %.2f/%.2f; raw x1 %.2f/%.2f, x16 %.2f/%.2f" % (
+                "kioskd x1 %s, x16 %s; raw x1 %s, x16 %s; raw behind a socket x1 %s; "
+                "p50/p99 (ms) kioskd x1 %.2f/%.2f, x16 %.2f/%.2f; raw x1 %.2f/%.2f, "
+                "x16 %.2f/%.2f; raw behind a socket x1 %.2f/%.2f" % (
                     place, "any" if client is None else client,
                     "any" if server is None else server,
                     "/".join(fmt(x, 0) for x in pl["kioskd1"]["rates"]),
                     "/".join(fmt(x, 0) for x in pl["kioskd16"]["rates"]),
                     "/".join(fmt(x, 0) for x in pl["raw1"]["rates"]),
                     "/".join(fmt(x, 0) for x in pl["raw16"]["rates"]),
+                    "/".join(fmt(x, 0) for x in pl["relay1"]["rates"]),
                     pl["kioskd1"]["p50_us"] / 1e3, pl["kioskd1"]["p99_us"] / 1e3,
                     pl["kioskd16"]["p50_us"] / 1e3, pl["kioskd16"]["p99_us"] / 1e3,
                     pl["raw1"]["p50_us"] / 1e3, pl["raw1"]["p99_us"] / 1e3,
-                    pl["raw16"]["p50_us"] / 1e3, pl["raw16"]["p99_us"] / 1e3))
+                    pl["raw16"]["p50_us"] / 1e3, pl["raw16"]["p99_us"] / 1e3,
+                    pl["relay1"]["p50_us"] / 1e3, pl["relay1"]["p99_us"] / 1e3))
     if "drain" in res:
         dr, c = res["drain"], res["drain"]["curl"]
         e = dr["endpoint"]
