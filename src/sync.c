@@ -219,15 +219,8 @@ static void publish_state(struct ep *ep)
 static void wait_ms(struct ep *ep, long ms)
 {
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	struct timespec now;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ep->due.tv_sec = now.tv_sec + ms / 1000;
-	ep->due.tv_nsec = now.tv_nsec + (ms % 1000) * 1000000L;
-	if (ep->due.tv_nsec >= 1000000000L) {
-		ep->due.tv_sec++;
-		ep->due.tv_nsec -= 1000000000L;
-	}
+	ep->due = mono_after_ms(ms);
 	ep->waiting = 1;
 	evtimer_add(ep->timer, &tv);
 }

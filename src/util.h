@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* mkdir -p: 0, or -1 with errno. */
 int mkdir_p(const char *dir, mode_t mode);
@@ -16,6 +17,10 @@ size_t utf8_seq(const unsigned char *p, size_t avail);
  * with '?': a message cut by "%.64s" or by its buffer may split a
  * character, and a JSON string must be valid UTF-8. */
 void utf8_sanitize(char *s);
+
+/* CLOCK_MONOTONIC now plus ms (ms >= 0): a deadline for
+ * pthread_cond_clockwait() and friends. */
+struct timespec mono_after_ms(long ms);
 
 /* msg as one protocol line (compact JSON and a newline): in buf when it
  * fits, else in malloc()ed memory the caller frees (when it is not buf).

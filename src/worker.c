@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 struct job {
 	worker_fn fn, done;
@@ -158,16 +159,9 @@ int worker_pending(void)
 
 int worker_shutdown(int grace_ms)
 {
-	struct timespec until;
+	struct timespec until = mono_after_ms(grace_ms);
 	int left;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += grace_ms / 1000;
-	until.tv_nsec += (long)(grace_ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&mtx);
 	stopping = 1;
 	pthread_cond_broadcast(&cond);
