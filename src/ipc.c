@@ -3,7 +3,6 @@
 #include "tailq.h"
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -28,10 +27,18 @@
 #include "req.h"
 #include "util.h"
 
+/* A session reads and writes its socket itself, with plain events rather
+ * than a bufferevent: a request is one read() into a buffer of its own and
+ * a reply one write() straight from the line, with no FIONREAD, buffer
+ * chains or deferred callbacks between the loop and the protocol. */
 struct session {
 	TAILQ_ENTRY(session) entry;
-	struct bufferevent *bev;
-	struct evbuffer *pending; /* output not yet handed to bev (see session_flush_pending) */
+	int fd;                /* -1: a fake session (fuzzing) */
+	struct event *rev;     /* readable; deleted while paused or after EOF */
+	struct event *wev;     /* writable; added only while out holds bytes */
+	char *in;              /* received bytes not yet taken as lines */
+	size_t in_len, in_cap; /* in_cap grows to max_line + 1 at most */
+	struct evbuffer *out;  /* replies and events the socket has not taken yet */
 	enum role role;
 	unsigned id;
 	pid_t pid;
@@ -42,7 +49,9 @@ struct session {
 	unsigned closing : 1; /* flushing a last error, then dropped */
 	unsigned fake : 1;
 	unsigned eof : 1;      /* the client shut down its write side */
-	unsigned batching : 1; /* inside on_read: collect replies, write once */
+	unsigned batching : 1; /* inside on_readable: collect replies, write once */
+	unsigned paused : 1;   /* not reading until out drains (see session_pause_if_full) */
+	unsigned writing : 1;  /* wev is added */
 };
 static TAILQ_HEAD(, session) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 
@@ -108,8 +117,10 @@ static void session_drop(struct session *s, const char *why)
 		return;
 	s->dead = 1;
 	log_debug("client %u (pid %d) dropped: %s", s->id, (int)s->pid, why);
-	if (s->bev)
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->rev)
+		event_del(s->rev);
+	if (s->wev)
+		event_del(s->wev);
 	event_active(reaper, 0, 0);
 }
 
@@ -123,10 +134,15 @@ static void session_free(struct session *s)
 	TAILQ_REMOVE(&sessions, s, entry);
 	if (!s->fake)
 		nclients--;
-	if (s->bev)
-		bufferevent_free(s->bev);
-	if (s->pending)
-		evbuffer_free(s->pending);
+	if (s->rev)
+		event_free(s->rev);
+	if (s->wev)
+		event_free(s->wev);
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->out)
+		evbuffer_free(s->out);
+	free(s->in);
 	json_decref(s->topics);
 	free(s);
 }
@@ -148,25 +164,43 @@ void (*session_fake_sink)(struct session *s, const char *line, size_t len);
 
 static size_t session_queued(struct session *s)
 {
-	return evbuffer_get_length(bufferevent_get_output(s->bev)) +
-	       evbuffer_get_length(s->pending);
+	return s->out ? evbuffer_get_length(s->out) : 0;
 }
 
-/* Hand output to the socket right away when nothing is queued before it:
- * one write() per reply (or per batch of pipelined replies) instead of
- * arming a write event and waking the loop again.  What the socket does
- * not take now goes to the bufferevent, which writes it when it can. */
-static void session_flush_pending(struct session *s)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	int fd = bufferevent_getfd(s->bev);
+static void session_drained(struct session *s);
 
-	if (evbuffer_get_length(s->pending) == 0)
-		return;
-	while (evbuffer_get_length(out) == 0 && evbuffer_get_length(s->pending) > 0)
-		if (evbuffer_write(s->pending, fd) <= 0)
-			break;
-	evbuffer_add_buffer(out, s->pending);
+/* Write what the socket takes of out; the write event stays armed while
+ * bytes remain.  -1: the session was dropped. */
+static int session_write(struct session *s)
+{
+	while (evbuffer_get_length(s->out) > 0) {
+		int n = evbuffer_write(s->out, s->fd);
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!s->writing && event_add(s->wev, NULL) == 0)
+				s->writing = 1;
+			return 0;
+		}
+		session_drop(s, n < 0 ? "socket error" : "socket closed");
+		return -1;
+	}
+	if (s->writing) {
+		event_del(s->wev);
+		s->writing = 0;
+	}
+	return 0;
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	(void)fd;
+	(void)what;
+	if (!s->dead && session_write(s) == 0)
+		session_drained(s);
 }
 
 void session_send_line(struct session *s, const char *line, size_t len)
@@ -175,7 +209,7 @@ void session_send_line(struct session *s, const char *line, size_t len)
 	if (s->fake && !s->dead && session_fake_sink)
 		session_fake_sink(s, line, len);
 #endif
-	if (s->dead || s->closing || !s->bev)
+	if (s->dead || s->closing || s->fd < 0)
 		return;
 	size_t queued = session_queued(s);
 	if ((long)(queued + len) > client_buffer) {
@@ -184,9 +218,31 @@ void session_send_line(struct session *s, const char *line, size_t len)
 		session_drop(s, "output buffer full");
 		return;
 	}
-	evbuffer_add(s->pending, line, len);
+	/* nothing queued before it: straight from the caller's line, one
+	 * write() and no copy (replies to pipelined requests are collected
+	 * by on_readable and written once) */
+	if (!queued && !s->batching) {
+		ssize_t n;
+		do
+			n = send(s->fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			session_drop(s, "socket error");
+			return;
+		}
+		if (n > 0) {
+			line += n;
+			len -= (size_t)n;
+		}
+		if (!len)
+			return;
+	}
+	if (evbuffer_add(s->out, line, len) < 0) {
+		session_drop(s, "out of memory");
+		return;
+	}
 	if (!s->batching)
-		session_flush_pending(s);
+		session_write(s);
 }
 
 void session_send(struct session *s, json_t *msg)
@@ -194,7 +250,7 @@ void session_send(struct session *s, json_t *msg)
 	char buf[4096], *line;
 	size_t len;
 
-	if (s->dead || s->closing || (!s->bev && !s->fake) || !msg)
+	if (s->dead || s->closing || (s->fd < 0 && !s->fake) || !msg)
 		return;
 	if (!(line = json_line(msg, buf, sizeof(buf), &len)))
 		return;
@@ -213,35 +269,22 @@ void ipc_broadcast(const char *topic, const char *line, size_t len)
 	}
 }
 
-static void on_flushed(struct bufferevent *bev, void *arg)
+/* Stop taking requests; the session goes once out has been written. */
+static void session_close_after_output(struct session *s, const char *why)
 {
-	struct session *s = arg;
-	(void)bev;
-	if (s->closing)
-		session_drop(s, "closed after error");
+	s->closing = 1;
+	if (s->rev)
+		event_del(s->rev);
+	if (session_queued(s) == 0)
+		session_drop(s, why);
 }
 
 /* Send a last error and close once it is written. */
 static void session_close_with(struct session *s, const char *code, const char *msg)
 {
 	reply_error(s, NULL, code, "%s", msg);
-	session_flush_pending(s);
-	s->closing = 1;
-	bufferevent_disable(s->bev, EV_READ);
-	bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_drop(s, "closed after error");
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg);
-static void on_read(struct bufferevent *bev, void *arg);
-
-static void on_drained(struct bufferevent *bev, void *arg)
-{
-	struct session *s = arg;
-	bufferevent_setcb(bev, on_read, NULL, on_event, s);
-	bufferevent_enable(bev, EV_READ);
-	on_read(bev, s);
+	if (session_write(s) == 0)
+		session_close_after_output(s, "closed after error");
 }
 
 /* A client that pipelines faster than it reads its replies is paused, not
@@ -251,75 +294,131 @@ static int session_pause_if_full(struct session *s)
 {
 	if ((long)session_queued(s) <= client_buffer / 2)
 		return 0;
-	session_flush_pending(s);
-	/* only output left in bev brings the write callback that resumes us */
-	if ((long)session_queued(s) <= client_buffer / 2)
+	if (session_write(s) < 0 || (long)session_queued(s) <= client_buffer / 2)
 		return 0;
-	bufferevent_disable(s->bev, EV_READ);
-	bufferevent_setwatermark(s->bev, EV_WRITE, (size_t)client_buffer / 4, 0);
-	bufferevent_setcb(s->bev, on_read, on_drained, on_event, s);
+	s->paused = 1;
+	event_del(s->rev);
 	return 1;
 }
 
-static void read_lines(struct session *s, struct evbuffer *in)
+/* Take the complete lines in s->in, then keep the partial one. */
+static void take_lines(struct session *s)
 {
+	size_t start = 0;
+
 	while (!s->dead && !s->closing && !session_pause_if_full(s)) {
-		size_t eol_len;
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-		if (p.pos < 0) {
-			if ((long)evbuffer_get_length(in) > max_line) {
-				char m[96];
-				snprintf(m, sizeof(m), "request line longer than %ld bytes",
-				         max_line);
-				session_close_with(s, "too_large", m);
-			}
-			return;
-		}
-		if (p.pos > max_line) {
+		char *line = s->in + start;
+		char *nl = memchr(line, '\n', s->in_len - start);
+		size_t len = nl ? (size_t)(nl - line) : s->in_len - start;
+		if ((long)len > max_line) {
 			char m[96];
 			snprintf(m, sizeof(m), "request line longer than %ld bytes", max_line);
 			session_close_with(s, "too_large", m);
-			return;
+			break;
 		}
-		char *line = (char *)evbuffer_pullup(in, p.pos + 1);
-		line[p.pos] = '\0';
-		proto_handle(s, line, (size_t)p.pos);
-		evbuffer_drain(in, (size_t)p.pos + 1);
+		if (!nl)
+			break;
+		*nl = '\0';
+		start += len + 1;
+		proto_handle(s, line, len);
+	}
+	if (start) {
+		s->in_len -= start;
+		memmove(s->in, s->in + start, s->in_len);
 	}
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Room to read into: the buffer grows to hold one line of max_line bytes
+ * and its newline, and shrinks back once a large line has gone. */
+static int session_in_room(struct session *s)
 {
-	struct session *s = arg;
+	size_t want = s->in_cap;
 
-	s->batching = 1;
-	read_lines(s, bufferevent_get_input(bev));
-	s->batching = 0;
-	if (!s->dead)
-		session_flush_pending(s);
+	if (!s->in || s->in_len == s->in_cap)
+		want = s->in_cap ? s->in_cap * 2 : 4096;
+	else if (s->in_cap > 65536 && s->in_len < 4096)
+		want = 4096;
+	if ((long)want > max_line + 1)
+		want = (size_t)max_line + 1 > s->in_len ? (size_t)max_line + 1 : s->in_len;
+	if (want == s->in_cap && s->in)
+		return 0;
+	char *p = realloc(s->in, want);
+	if (!p)
+		return s->in_len < s->in_cap ? 0 : -1;
+	s->in = p;
+	s->in_cap = want;
+	return 0;
 }
 
 /* A peer that closed its socket is gone (POLLHUP); one that only shut
  * down its write side (printf ... | socat) still waits for its replies. */
-static int peer_gone(struct bufferevent *bev)
+static int peer_gone(int fd)
 {
-	struct pollfd pfd = {.fd = bufferevent_getfd(bev), .events = POLLIN | POLLRDHUP};
+	struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
 	return poll(&pfd, 1, 0) != 1 || (pfd.revents & (POLLHUP | POLLERR));
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void session_eof(struct session *s)
+{
+	if (TAILQ_EMPTY(&s->reqs) || peer_gone(s->fd)) {
+		session_drop(s, "disconnected");
+		return;
+	}
+	s->eof = 1;
+	event_del(s->rev);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
+	ssize_t n;
+	(void)what;
 
-	if (what & BEV_EVENT_ERROR) {
-		session_drop(s, "socket error");
-	} else if (what & BEV_EVENT_EOF) {
-		if (TAILQ_EMPTY(&s->reqs) || peer_gone(bev)) {
-			session_drop(s, "disconnected");
-			return;
-		}
-		s->eof = 1;
-		bufferevent_disable(bev, EV_READ);
+	if (session_in_room(s) < 0) {
+		session_drop(s, "out of memory");
+		return;
+	}
+	if (s->in_len == s->in_cap) { /* max_line shrank under a long line */
+		take_lines(s);
+		return;
+	}
+	do
+		n = read(fd, s->in + s->in_len, s->in_cap - s->in_len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			session_drop(s, "socket error");
+		return;
+	}
+	if (n == 0) {
+		session_eof(s);
+		return;
+	}
+	s->in_len += (size_t)n;
+	s->batching = 1;
+	take_lines(s);
+	s->batching = 0;
+	if (!s->dead)
+		session_write(s);
+}
+
+/* out is empty, or below the resume mark of a paused session. */
+static void session_drained(struct session *s)
+{
+	if (s->closing) {
+		if (session_queued(s) == 0)
+			session_drop(s, "closed after error");
+		return;
+	}
+	if (s->paused && (long)session_queued(s) <= client_buffer / 4) {
+		s->paused = 0;
+		if (!s->eof)
+			event_add(s->rev, NULL);
+		s->batching = 1;
+		take_lines(s);
+		s->batching = 0;
+		if (!s->dead)
+			session_write(s);
 	}
 }
 
@@ -327,10 +426,7 @@ void session_req_removed(struct session *s)
 {
 	if (!s->eof || s->closing || s->dead || !TAILQ_EMPTY(&s->reqs))
 		return;
-	s->closing = 1;
-	bufferevent_setcb(s->bev, NULL, on_flushed, NULL, s);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_drop(s, "half-closed client answered");
+	session_close_after_output(s, "half-closed client answered");
 }
 
 static int in_group(uid_t uid, gid_t gid, gid_t want)
@@ -409,15 +505,18 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		close(fd);
 		return;
 	}
-	s->bev = bufferevent_socket_new(daemon_base, fd, BEV_OPT_CLOSE_ON_FREE);
-	s->pending = evbuffer_new();
-	if (!s->bev || !s->pending) {
-		if (s->bev)
-			bufferevent_free(s->bev); /* closes fd */
-		else
-			close(fd);
-		if (s->pending)
-			evbuffer_free(s->pending);
+	s->fd = fd;
+	s->rev = event_new(daemon_base, fd, EV_READ | EV_PERSIST, on_readable, s);
+	s->wev = event_new(daemon_base, fd, EV_WRITE | EV_PERSIST, on_writable, s);
+	s->out = evbuffer_new();
+	if (!s->rev || !s->wev || !s->out || event_add(s->rev, NULL) < 0) {
+		if (s->rev)
+			event_free(s->rev);
+		if (s->wev)
+			event_free(s->wev);
+		if (s->out)
+			evbuffer_free(s->out);
+		close(fd);
 		json_decref(s->topics);
 		free(s);
 		return;
@@ -429,8 +528,6 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	TAILQ_INIT(&s->reqs);
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	nclients++;
-	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
-	bufferevent_enable(s->bev, EV_READ);
 	log_debug("client %u connected: pid %d uid %d role %s", s->id, (int)cr.pid, (int)cr.uid,
 	          s->role == ROLE_ADMIN ? "admin" : "ui");
 }
@@ -589,15 +686,9 @@ void ipc_stop_listening(void)
  * final replies of cancelled requests are small, so they fit. */
 static void session_flush(struct session *s)
 {
-	struct evbuffer *out;
-	if (!s->bev || s->dead)
+	if (s->fd < 0 || s->dead)
 		return;
-	session_flush_pending(s);
-	out = bufferevent_get_output(s->bev);
-	/* a socket bufferevent freezes the drain side of its output buffer;
-	 * we are about to free the bufferevent, so write it out ourselves */
-	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, bufferevent_getfd(s->bev)) > 0)
+	while (evbuffer_get_length(s->out) > 0 && evbuffer_write(s->out, s->fd) > 0)
 		;
 }
 
@@ -620,6 +711,7 @@ void ipc_shutdown(void)
 struct session *session_fake(enum role role)
 {
 	struct session *s = calloc(1, sizeof(*s));
+	s->fd = -1;
 	s->role = role;
 	s->fake = 1;
 	s->topics = json_array();
