@@ -357,6 +357,23 @@ size_t jtext_dump(const json_t *v, char *buf, size_t size)
 	return write_value(&w, v, 0) < 0 ? 0 : w.len;
 }
 
+size_t jtext_reply_ok(const json_t *id, const json_t *result, char *buf, size_t size)
+{
+	static const char head[] = "{\"id\":", mid[] = ",\"ok\":true,\"result\":";
+	struct wr w = {buf, size, 0};
+
+	put(&w, head, sizeof(head) - 1);
+	if (write_value(&w, id ? id : json_null(), 1) < 0)
+		return 0;
+	put(&w, mid, sizeof(mid) - 1);
+	if (!result)
+		put(&w, "{}", 2);
+	else if (write_value(&w, result, 1) < 0)
+		return 0;
+	put(&w, "}", 1);
+	return w.len;
+}
+
 char *jtext_dumps(const json_t *v)
 {
 	char small[512], *out;

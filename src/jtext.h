@@ -23,6 +23,11 @@ json_t *jtext_parse(const char *s, size_t len);
  * object or array, or see above). */
 size_t jtext_dump(const json_t *v, char *buf, size_t size);
 
+/* The success reply {"id":id,"ok":true,"result":result} (id NULL: null,
+ * result NULL: {}), as jtext_dump would write the object
+ * json_pack("{s:O,s:b,s:O}") builds, without building it. */
+size_t jtext_reply_ok(const json_t *id, const json_t *result, char *buf, size_t size);
+
 /* json_dumps(v, JSON_COMPACT), through jtext_dump when it can. */
 char *jtext_dumps(const json_t *v);
 

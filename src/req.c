@@ -7,6 +7,7 @@
 
 #include "daemon.h"
 #include "ipc.h"
+#include "jtext.h"
 #include "util.h"
 
 struct kiosk_req *req_new(struct session *s, json_t *id, const char *cmd, json_t *args,
@@ -71,18 +72,48 @@ static void req_detach(struct kiosk_req *r)
 	}
 }
 
-/* Mark answered and send msg (ownership taken) to the client if any. */
-static void req_finish(struct kiosk_req *r, json_t *msg)
+/* The success reply, written straight from id and result: the envelope
+ * object json_pack would build for it is only ever serialised. */
+static void send_ok(struct session *s, json_t *id, json_t *result)
 {
+	char buf[4096];
+	size_t n = jtext_reply_ok(id, result, buf, sizeof(buf) - 1);
+
+	if (n && n < sizeof(buf)) {
+		buf[n] = '\n';
+		session_send_line(s, buf, n + 1);
+		return;
+	}
+	/* declined (a real) or long: jansson builds and writes it */
+	json_t *m = json_pack("{s:O,s:b,s:o}", "id", id ? id : json_null(), "ok", 1, "result",
+	                      result ? json_incref(result) : json_object());
+	session_send(s, m);
+	json_decref(m);
+}
+
+static void req_mark(struct kiosk_req *r, const char *outcome)
+{
+	snprintf(r->outcome, sizeof(r->outcome), "%s", outcome);
 	r->answered = 1;
 	if (r->timer)
 		evtimer_del(r->timer);
-	if (r->sess)
-		session_send(r->sess, msg);
-	json_decref(msg);
+}
+
+static void req_done(struct kiosk_req *r)
+{
 	req_detach(r);
 	if (!r->held)
 		req_free(r);
+}
+
+/* Mark answered and send msg (ownership taken) to the client if any. */
+static void req_finish(struct kiosk_req *r, const char *outcome, json_t *msg)
+{
+	req_mark(r, outcome);
+	if (r->sess)
+		session_send(r->sess, msg);
+	json_decref(msg);
+	req_done(r);
 }
 
 void req_reply(struct kiosk_req *r, json_t *result)
@@ -91,9 +122,11 @@ void req_reply(struct kiosk_req *r, json_t *result)
 		json_decref(result);
 		return;
 	}
-	snprintf(r->outcome, sizeof(r->outcome), "ok");
-	req_finish(r, json_pack("{s:O,s:b,s:o}", "id", r->id, "ok", 1, "result",
-	                        result ? result : json_object()));
+	req_mark(r, "ok");
+	if (r->sess)
+		send_ok(r->sess, r->id, result);
+	json_decref(result);
+	req_done(r);
 }
 
 void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list ap)
@@ -103,11 +136,11 @@ void req_vfail(struct kiosk_req *r, const char *code, const char *fmt, va_list a
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	utf8_sanitize(msg); /* else json_pack fails and no reply goes out */
-	snprintf(r->outcome, sizeof(r->outcome), "%s", code);
 	free(r->detail);
 	r->detail = strdup(msg);
-	req_finish(r, json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", r->id, "ok", 0, "error", "code",
-	                        code, "message", msg));
+	req_finish(r, code,
+	           json_pack("{s:O,s:b,s:{s:s,s:s}}", "id", r->id, "ok", 0, "error", "code", code,
+	                     "message", msg));
 }
 
 void req_fail(struct kiosk_req *r, const char *code, const char *fmt, ...)
@@ -179,8 +212,6 @@ void reply_error(struct session *s, json_t *id, const char *code, const char *fm
 
 void reply_ok(struct session *s, json_t *id, json_t *result)
 {
-	json_t *m = json_pack("{s:O,s:b,s:o}", "id", id, "ok", 1, "result",
-	                      result ? result : json_object());
-	session_send(s, m);
-	json_decref(m);
+	send_ok(s, id, result);
+	json_decref(result);
 }

@@ -2,16 +2,18 @@
  *
  * Durability: WAL with synchronous=FULL, so COMMIT returns after fsync.
  * Group commit: store_submit, store_report and store_audit only queue their
- * work in memory; one event, at the lowest priority of the loop, writes
- * everything queued in a single BEGIN IMMEDIATE ... COMMIT and only then
- * runs the done() callbacks.  The daemon initialises the loop with
- * event_base_priority_init(base, 3): I/O and timer events keep the default
- * priority (1), so the commit event (priority 2, the last one) runs after
- * every socket callback of the turn, and the submissions those callbacks
- * made share its commit.  A priority-0 timer commits anyway when a steady
- * stream of I/O would keep the low-priority event waiting longer than
- * COMMIT_MAX_WAIT_MS.  With a single priority the store still works; the
- * group is then whatever was queued before the event's turn came.
+ * work in memory; one event writes everything queued in a single BEGIN
+ * IMMEDIATE ... COMMIT and only then runs the done() callbacks.  The
+ * daemon initialises the loop with event_base_priority_init(base, 3): I/O
+ * and timer events keep the default priority (1).  While submissions come
+ * one at a time the commit event runs at that priority too, after the
+ * socket callbacks of its turn; once commits carry more than one, it runs
+ * at priority 2, the last one, so that the submissions the next polls of
+ * the loop bring join its commit, and a priority-0 timer commits anyway
+ * when a steady stream of I/O would keep it waiting longer than
+ * COMMIT_MAX_WAIT_MS (see schedule()).  With a single priority the store
+ * still works; the group is then whatever was queued before the event's
+ * turn came.
  *
  * Reports (delivered / retry / failed) and audit rows ride the same group
  * commit: they need no acknowledgement, and a report lost to a power cut
@@ -246,6 +248,8 @@ static struct {
 	struct event_base *base;
 	struct event *commit_ev, *guard_ev, *purge_ev;
 	int scheduled, audit_armed;
+	int pri_now, pri_wait; /* the commit event's priority alone / with company */
+	int last_group;        /* submissions the last commit that had any carried */
 	char path[PATH_MAX];
 	int retention_s;
 	unsigned char key[CRYPT_KEY_SIZE];
@@ -614,14 +618,24 @@ static void schedule_audit(void)
 	evtimer_add(S.guard_ev, &tv);
 }
 
+/* A submission that came alone (the last commit carried one) is
+ * committed in this turn, after the socket callbacks already due: waiting
+ * a turn for company that is not coming costs a poll on every one of
+ * them.  Once commits carry more than one, the commit waits at the lowest
+ * priority for the stragglers of the turn -- PostgreSQL's commit_siblings
+ * rule, with the last group standing in for the active transactions. */
 static void schedule(void)
 {
 	if (S.scheduled || !S.commit_ev)
 		return;
-	struct timeval tv = {0, COMMIT_MAX_WAIT_MS * 1000};
+	int company = S.last_group > 1;
 	S.scheduled = 1;
+	event_priority_set(S.commit_ev, company ? S.pri_wait : S.pri_now);
 	event_active(S.commit_ev, EV_TIMEOUT, 0);
-	evtimer_add(S.guard_ev, &tv);
+	if (company) {
+		struct timeval tv = {0, COMMIT_MAX_WAIT_MS * 1000};
+		evtimer_add(S.guard_ev, &tv);
+	}
 }
 
 /* Two optional JSON texts (NULL: absent) that hold equal values; arrays
@@ -846,6 +860,10 @@ static void commit_now(void)
 	S.audit_armed = 0;
 	if (S.guard_ev)
 		evtimer_del(S.guard_ev);
+	/* the guard came first: the commit event must not stay due (at a
+	 * priority the next schedule() could then not change) */
+	if (S.commit_ev)
+		event_del(S.commit_ev);
 	S.subs = NULL;
 	S.subs_tail = &S.subs;
 	S.reps = NULL;
@@ -854,8 +872,12 @@ static void commit_now(void)
 	S.auds_tail = &S.auds;
 	int naudits = S.naudits;
 	S.naudits = 0;
+	int group = 0;
 	for (struct sub *s = subs; s; s = s->next)
-		need_db |= s->db;
+		group += s->db;
+	need_db |= group > 0;
+	if (group)
+		S.last_group = group;
 
 	if (need_db && !S.db) {
 		err = STORE_EIO;
@@ -2320,10 +2342,12 @@ int store_open(struct event_base *base, const struct conf *c)
 			store_close();
 			return -1;
 		}
-		if (npri > 1) {
-			event_priority_set(S.commit_ev, npri - 1);
+		/* alone: the I/O events' priority (libevent's default,
+		 * npri / 2); with company: the last one */
+		S.pri_now = npri / 2;
+		S.pri_wait = npri - 1;
+		if (npri > 1)
 			event_priority_set(S.guard_ev, 0);
-		}
 		struct timeval hour = {PURGE_INTERVAL_S, 0};
 		evtimer_add(S.purge_ev, &hour);
 	}

@@ -26,9 +26,12 @@ enum store_err { STORE_OK = 0, STORE_EFULL, STORE_EIO, STORE_EINVAL, STORE_ENOKE
  *
  * The loop must have been given priorities first, as the daemon does:
  * event_base_priority_init(base, 3), I/O and timers at the default (1).
- * The group commit runs from an event at the lowest priority (2), after
- * every socket callback of the turn; a priority-0 timer commits anyway
- * when a busy loop keeps it waiting 20 ms. */
+ * A submission that comes alone is committed from an event at that
+ * priority, after the socket callbacks of its turn.  Once commits carry
+ * more than one, the group commit runs from an event at the lowest
+ * priority (2), after every socket callback of the turns that follow
+ * without a pause; a priority-0 timer commits anyway when a busy loop
+ * keeps it waiting 20 ms. */
 int store_open(struct event_base *base, const struct conf *c);
 void store_close(void);
 

@@ -237,6 +237,47 @@ static void test_dump_small_buffer(void **state)
 
 /* json_line goes through jtext, and through jansson (reals to 12 digits)
  * when jtext declines. */
+/* The success envelope written directly is the text of the object
+ * req.c used to json_pack: every id type, a missing result, a nested one. */
+static void test_reply_ok(void **state)
+{
+	(void)state;
+	json_t *ids[] = {json_integer(7), json_integer(-9223372036854775807LL - 1),
+	                 json_string("a\"b\\c\x01\xe4\xb8\xad"), json_null(), json_true(),
+	                 json_pack("{s:i}", "k", 1), NULL};
+	json_t *results[] = {json_pack("{s:s,s:s,s:s}", "txn_id", "01JB6Z", "state", "queued",
+	                               "endpoint", "gov"),
+	                     json_pack("{s:[i,s,{}],s:null}", "a", 1, "\xe6\x96\x87", "b"),
+	                     json_object(), NULL};
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		for (size_t k = 0; k < sizeof(results) / sizeof(results[0]); k++) {
+			json_t *env = json_pack("{s:O,s:b,s:o}", "id", ids[i] ? ids[i] : json_null(),
+			                        "ok", 1, "result",
+			                        results[k] ? json_incref(results[k]) : json_object());
+			char *want = json_dumps(env, JSON_COMPACT), buf[512];
+			size_t n = jtext_reply_ok(ids[i], results[k], buf, sizeof(buf));
+			assert_non_null(want);
+			assert_int_equal(n, strlen(want));
+			assert_memory_equal(buf, want, n);
+			/* too small: the length is still told, nothing written past */
+			memset(buf, '#', sizeof(buf));
+			assert_int_equal(jtext_reply_ok(ids[i], results[k], buf, 10), n);
+			assert_memory_equal(buf + 10, "####", 4);
+			free(want);
+			json_decref(env);
+		}
+	/* reals are jansson's to write */
+	json_t *real = json_pack("{s:f}", "t", 21.5);
+	char buf[64];
+	assert_int_equal(jtext_reply_ok(ids[0], real, buf, sizeof(buf)), 0);
+	assert_int_equal(jtext_reply_ok(real, NULL, buf, sizeof(buf)), 0);
+	json_decref(real);
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		json_decref(ids[i]);
+	for (size_t k = 0; k < sizeof(results) / sizeof(results[0]); k++)
+		json_decref(results[k]);
+}
+
 static void test_json_line(void **state)
 {
 	(void)state;
@@ -315,6 +356,7 @@ int main(void)
 	        cmocka_unit_test(test_parse_everyday),   cmocka_unit_test(test_parse_declines),
 	        cmocka_unit_test(test_parse_depth),      cmocka_unit_test(test_dump),
 	        cmocka_unit_test(test_dump_small_buffer), cmocka_unit_test(test_json_line),
+	        cmocka_unit_test(test_reply_ok),
 	        cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
