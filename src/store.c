@@ -360,12 +360,13 @@ static void new_id(char out[27])
 	}
 	for (int i = 9; i >= 0; i--, ms >>= 5)
 		out[i] = abc[ms & 31];
-	/* 80 bits, 5 at a time */
-	for (int i = 0; i < 16; i++) {
-		int bit = i * 5, v = 0;
-		for (int k = 0; k < 5; k++, bit++)
-			v = v << 1 | ((rnd[bit / 8] >> (7 - bit % 8)) & 1);
-		out[10 + i] = abc[v];
+	/* 80 bits, most significant first: two halves of 40 bits, 5 at a time */
+	for (int h = 0; h < 2; h++) {
+		uint64_t v = 0;
+		for (int k = 0; k < 5; k++)
+			v = v << 8 | rnd[h * 5 + k];
+		for (int i = 7; i >= 0; i--, v >>= 5)
+			out[10 + h * 8 + i] = abc[v & 31];
 	}
 	out[26] = 0;
 }

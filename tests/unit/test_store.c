@@ -256,6 +256,77 @@ static void test_idempotent_txn_id(void **state)
 	t_res_clear(&r2);
 }
 
+/* ---- ids ---- */
+
+/* Value of n Crockford base32 characters; -1: a character not in it. */
+static int64_t b32(const char *p, int n)
+{
+	static const char abc[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	int64_t v = 0;
+	for (int i = 0; i < n; i++) {
+		const char *c = p[i] ? strchr(abc, p[i]) : NULL;
+		if (!c)
+			return -1;
+		v = v << 5 | (c - abc);
+	}
+	return v;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The ids kioskd chooses are ULIDs: 10 characters of milliseconds, then
+ * 80 random bits that count up within one millisecond, so ids sort in
+ * creation order. */
+static void test_ids(void **state)
+{
+	(void)state;
+	enum { N = 400 };
+	struct t_res *r = calloc(N, sizeof(*r));
+	int same_ms = 0;
+
+	assert_int_equal(store_open(t_base, &t_conf), 0);
+	int64_t t0 = wall_ms();
+	for (int i = 0; i < N; i++) {
+		json_t *in = json_pack("{s:s, s:{}}", "type", "x", "payload");
+		store_submit(in, "ep", t_done, &r[i]);
+		json_decref(in);
+	}
+	t_spin(&r[N - 1].called, 1);
+	int64_t t1 = wall_ms();
+	for (int i = 0; i < N; i++) {
+		const char *id = json_string_value(json_object_get(r[i].txn, "txn_id"));
+		assert_non_null(id);
+		assert_int_equal(strlen(id), 26);
+		int64_t ms = b32(id, 10);
+		assert_true(ms >= t0 && ms <= t1);
+		/* the random part, as two halves of 40 bits */
+		assert_true(b32(id + 10, 8) >= 0 && b32(id + 18, 8) >= 0);
+		if (i == 0)
+			continue;
+		const char *prev = json_string_value(json_object_get(r[i - 1].txn, "txn_id"));
+		assert_true(strcmp(prev, id) < 0);
+		if (b32(prev, 10) == ms) {
+			/* one more, carried across the halves */
+			int64_t hi = b32(id + 10, 8), lo = b32(id + 18, 8);
+			int64_t phi = b32(prev + 10, 8), plo = b32(prev + 18, 8);
+			if (lo == 0)
+				assert_true(hi == phi + 1 && plo == (1LL << 40) - 1);
+			else
+				assert_true(hi == phi && lo == plo + 1);
+			same_ms++;
+		}
+	}
+	assert_true(same_ms > 0); /* 400 ids in one turn share milliseconds */
+	for (int i = 0; i < N; i++)
+		t_res_clear(&r[i]);
+	free(r);
+}
+
 /* ---- group commit ---- */
 
 static int sock_submits;
@@ -2114,6 +2185,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_submit_invalid, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_pii_without_key, t_setup_nokey, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_idempotent_txn_id, t_setup, t_teardown),
+	        cmocka_unit_test_setup_teardown(test_ids, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_group_commit, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_done_after_commit, t_setup, t_teardown),
 	        cmocka_unit_test_setup_teardown(test_states_and_retry, t_setup, t_teardown),
