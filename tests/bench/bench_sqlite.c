@@ -4,7 +4,7 @@
  *
  *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] [--threads 1]
  *                --seconds S [--warmup S]
- *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] --serve SOCKET
+ *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] --serve SOCKET [--poll]
  *
  * Creates PATH (--fresh: removing an old one and its -wal/-shm first; else
  * rows of earlier runs stay, as they do in kioskd's database between the
@@ -25,14 +25,19 @@
  *
  * --serve writes the same rows one per request of a bench_submit client
  * on a Unix socket, and answers each after its COMMIT: the floor of any
- * daemon that stores a submission durably behind kioskd's socket.
+ * daemon that stores a submission durably behind kioskd's socket.  With
+ * --poll it waits for each request in epoll_wait() (with a 1 s timeout,
+ * as a loop with timers does) before reading it, the way an event loop
+ * serving many clients must: the floor of an event-driven daemon.
  */
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sys/epoll.h>
 
 #include "bench_common.h"
 
 static const char *db_path, *schema_from, *serve_path;
+static int serve_poll;
 static double seconds, warmup;
 static uint64_t t_meas, t_end;
 
@@ -257,11 +262,22 @@ static void serve(sqlite3 *db, const char *path)
 	unlink(path);
 	if (prepare(db, &st) < 0)
 		die("prepare: %s", sqlite3_errmsg(db));
+	int ep = -1;
+	if (serve_poll) {
+		struct epoll_event e = {.events = EPOLLIN, .data.fd = fd};
+		if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0 ||
+		    fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+			die("epoll: %s", strerror(errno));
+	}
 	for (;;) {
 		char *line, reply[64];
-		while (!(line = lb_next(&lb, &n)))
+		while (!(line = lb_next(&lb, &n))) {
+			struct epoll_event e;
+			if (ep >= 0 && epoll_wait(ep, &e, 1, 1000) < 0 && errno != EINTR)
+				die("epoll_wait: %s", strerror(errno));
 			if (lb_fill(&lb, fd) == 0)
 				goto done;
+		}
 		if (insert_row(&st, 0, (uint64_t)served) != SQLITE_DONE)
 			die("row %ld: %s", served, sqlite3_errmsg(db));
 		served++;
@@ -270,6 +286,8 @@ static void serve(sqlite3 *db, const char *path)
 		write_all(fd, reply, (size_t)len);
 	}
 done:
+	if (ep >= 0)
+		close(ep);
 	finalize(&st);
 	close(fd);
 	printf("{\"served\":%ld}\n", served);
@@ -292,13 +310,15 @@ int main(int argc, char **argv)
 			threads = arg_long(argv[++i], "--threads", 1);
 		else if (!strcmp(argv[i], "--serve") && i + 1 < argc)
 			serve_path = argv[++i];
+		else if (!strcmp(argv[i], "--poll"))
+			serve_poll = 1;
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = arg_double(argv[++i], "--seconds");
 		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
 			warmup = arg_double(argv[++i], "--warmup");
 		else
 			die("usage: bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] "
-			    "{[--threads N] --seconds S [--warmup S] | --serve SOCKET}");
+			    "{[--threads N] --seconds S [--warmup S] | --serve SOCKET [--poll]}");
 	}
 	if (!db_path || !schema_from || (seconds <= 0 && !serve_path))
 		die("--db, --schema-from and --seconds (or --serve) are required");
