@@ -277,3 +277,40 @@ def test_ui_clients_cannot_lock_out_the_admin(kd):
     msgs = over.expect_eof(timeout=3)
     assert msgs and msgs[0]["error"]["code"] == "not_permitted", msgs
     over.close()
+
+
+def test_requests_arriving_a_byte_at_a_time(kd):
+    """A line split over many reads is taken whole once its newline comes;
+    two requests in one stream of single bytes get two replies, in order."""
+    d = kd(daemon_section())
+    c = d.client()
+    data = b'{"id":1,"cmd":"hello"}\n{"id":"two","cmd":"status"}\n'
+    for i in range(len(data)):
+        c.sock.sendall(data[i:i + 1])
+        if i % 7 == 0:
+            time.sleep(0.002)  # let the daemon read a partial line
+    assert c.next_reply()["id"] == 1
+    r = c.next_reply()
+    assert r["id"] == "two" and r["ok"] is True
+    c.ok("hello")
+
+
+def test_reply_larger_than_the_socket_buffer_arrives_whole(kd):
+    """A reply bigger than the socket takes at once (a 250 kB payload in
+    txn.get, against a ~200 kB send buffer, the client not reading yet) is
+    written as the client reads it, and the next reply comes after it."""
+    d = kd(daemon_section())
+    c = d.client()
+    blob = "".join("%07d" % i for i in range(250000 // 7))
+    txn = c.ok("txn.submit", args={"type": "bench.big", "payload": {"blob": blob}})["txn_id"]
+    sndbuf = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    c.send_raw('{"id":"get","cmd":"txn.get","args":{"txn_id":"%s"}}\n'
+               '{"id":"after","cmd":"hello"}\n' % txn)
+    time.sleep(0.3)  # the daemon's write stops at its buffer: nothing read yet
+    r = c.reply("get", timeout=10)
+    assert r["ok"] is True, r
+    assert r["result"]["payload"]["blob"] == blob
+    assert len(json.dumps(r)) > sndbuf
+    assert c.next_reply()["id"] == "after"
+    c.drain(0.2)
+    assert c.inbox == []
