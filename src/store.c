@@ -847,6 +847,24 @@ static int apply_audit(struct audit *a)
 }
 
 /* Write everything queued in one transaction, then answer. */
+/* {"txn_id", "state", "endpoint" (null: no route)} of a committed submission, built
+ * directly: json_pack parses its format and checks its keys again for
+ * every submission of every commit (3.7k instructions of a 141k one). */
+static json_t *sub_result(const struct sub *s)
+{
+	json_t *r = json_object();
+
+	if (!r || json_object_set_new_nocheck(r, "txn_id", json_string(s->id)) < 0 ||
+	    json_object_set_new_nocheck(r, "state", json_string(s->state)) < 0 ||
+	    json_object_set_new_nocheck(r, "endpoint",
+	                                s->res_endpoint ? json_string(s->res_endpoint)
+	                                                : json_null()) < 0) {
+		json_decref(r);
+		return NULL;
+	}
+	return r;
+}
+
 static void commit_now(void)
 {
 	struct sub *subs = S.subs;
@@ -964,8 +982,7 @@ static void commit_now(void)
 			snprintf(s->why, sizeof(s->why), "%s", why);
 		}
 		if (s->err == STORE_OK)
-			res = json_pack("{s:s, s:s, s:s?}", "txn_id", s->id, "state", s->state,
-			                "endpoint", s->res_endpoint);
+			res = sub_result(s);
 		if (s->done)
 			s->done(s->arg, s->err, s->err ? s->why : NULL, res);
 		json_decref(res);
