@@ -49,7 +49,7 @@ struct session {
 	unsigned closing : 1; /* flushing a last error, then dropped */
 	unsigned fake : 1;
 	unsigned eof : 1;      /* the client shut down its write side */
-	unsigned batching : 1; /* inside on_readable: collect replies, write once */
+	unsigned batching : 1; /* inside serve_lines: collect replies, write once */
 	unsigned paused : 1;   /* not reading until out drains (see session_pause_if_full) */
 	unsigned writing : 1;  /* wev is added */
 };
@@ -220,7 +220,7 @@ void session_send_line(struct session *s, const char *line, size_t len)
 	}
 	/* nothing queued before it: straight from the caller's line, one
 	 * write() and no copy (replies to pipelined requests are collected
-	 * by on_readable and written once) */
+	 * by serve_lines and written once) */
 	if (!queued && !s->batching) {
 		ssize_t n;
 		do
@@ -328,6 +328,17 @@ static void take_lines(struct session *s)
 	}
 }
 
+/* Answer the lines received so far, their replies collected into one
+ * write. */
+static void serve_lines(struct session *s)
+{
+	s->batching = 1;
+	take_lines(s);
+	s->batching = 0;
+	if (!s->dead)
+		session_write(s);
+}
+
 /* Room to read into: the buffer grows to hold one line of max_line bytes
  * and its newline, and shrinks back once a large line has gone. */
 static int session_in_room(struct session *s)
@@ -395,11 +406,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	s->in_len += (size_t)n;
-	s->batching = 1;
-	take_lines(s);
-	s->batching = 0;
-	if (!s->dead)
-		session_write(s);
+	serve_lines(s);
 }
 
 /* out is empty, or below the resume mark of a paused session. */
@@ -414,11 +421,7 @@ static void session_drained(struct session *s)
 		s->paused = 0;
 		if (!s->eof)
 			event_add(s->rev, NULL);
-		s->batching = 1;
-		take_lines(s);
-		s->batching = 0;
-		if (!s->dead)
-			session_write(s);
+		serve_lines(s);
 	}
 }
 

@@ -846,7 +846,6 @@ static int apply_audit(struct audit *a)
 	return run(S_AUDIT);
 }
 
-/* Write everything queued in one transaction, then answer. */
 /* {"txn_id", "state", "endpoint" (null: no route)} of a committed submission, built
  * directly: json_pack parses its format and checks its keys again for
  * every submission of every commit (3.7k instructions of a 141k one). */
@@ -865,6 +864,7 @@ static json_t *sub_result(const struct sub *s)
 	return r;
 }
 
+/* Write everything queued in one transaction, then answer. */
 static void commit_now(void)
 {
 	struct sub *subs = S.subs;
