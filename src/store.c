@@ -42,6 +42,7 @@
 #include "crypt.h"
 #include "jtext.h"
 #include "log.h"
+#include "walvfs.h"
 
 #define TXN_ID_MAX         64
 #define TYPE_MAX           64
@@ -2145,9 +2146,13 @@ static int open_db(char *why, size_t whylen)
 	char buf[256];
 	int rc;
 
+	/* WAL commits written with one write each (walvfs.h); over an
+	 * unknown base the open below fails with SQLite's own message */
+	const char *vfs = walvfs_over(store_vfs);
+	if (!vfs)
+		vfs = store_vfs[0] ? store_vfs : NULL;
 	rc = sqlite3_open_v2(S.path, &S.db,
-	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	                     store_vfs[0] ? store_vfs : NULL);
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
 	if (rc != SQLITE_OK) {
 		log_err("store %s: cannot open: %s", S.path,
 		        S.db ? sqlite3_errmsg(S.db) : sqlite3_errstr(rc));
@@ -2167,7 +2172,7 @@ static int open_db(char *why, size_t whylen)
 		rc = exec("PRAGMA synchronous = FULL");
 	if (rc == SQLITE_OK)
 		/* bounded page cache (KiB): memory does not grow with the queue */
-		rc = exec("PRAGMA cache_size = -2000");
+		rc = exec("PRAGMA cache_size = -1000");
 	if (rc == SQLITE_OK)
 		rc = exec("PRAGMA temp_store = MEMORY");
 	if (rc == SQLITE_OK)

@@ -2,9 +2,10 @@
  * bench_sqlite.c -- the baseline of the store rows: raw SQLite, one row per
  * commit, with the durability settings of kioskd's store.
  *
- *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] [--threads 1]
+ *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] [--walvfs] [--threads 1]
  *                --seconds S [--warmup S]
- *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] --serve SOCKET [--poll]
+ *   bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] [--walvfs] --serve SOCKET
+ *                [--poll]
  *
  * Creates PATH (--fresh: removing an old one and its -wal/-shm first; else
  * rows of earlier runs stay, as they do in kioskd's database between the
@@ -12,7 +13,7 @@
  * sqlite_master -- the transactions table with its indexes, exactly as
  * kioskd created it -- and opens it with the
  * pragmas src/store.c's open_db() uses: journal_mode=WAL,
- * synchronous=FULL, cache_size=-2000, temp_store=MEMORY,
+ * synchronous=FULL, cache_size=-1000, temp_store=MEMORY,
  * secure_delete=ON, journal_size_limit=4194304.  Each of --threads threads
  * has its own connection and loops
  *
@@ -29,15 +30,21 @@
  * --poll it waits for each request in epoll_wait() (with a 1 s timeout,
  * as a loop with timers does) before reading it, the way an event loop
  * serving many clients must: the floor of an event-driven daemon.
+ *
+ * --walvfs opens the database over src/walvfs.c, as kioskd's store does
+ * (each WAL commit handed to the file system in one write): the raw
+ * baseline is SQLite's stock VFS; with --walvfs it shows what kioskd's
+ * way of writing the WAL is worth on its own.
  */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <sys/epoll.h>
 
 #include "bench_common.h"
+#include "walvfs.h"
 
 static const char *db_path, *schema_from, *serve_path;
-static int serve_poll;
+static int serve_poll, use_walvfs;
 static double seconds, warmup;
 static uint64_t t_meas, t_end;
 
@@ -60,14 +67,17 @@ static void exec_or_die(sqlite3 *db, const char *sql)
 static sqlite3 *open_db(void)
 {
 	sqlite3 *db;
+	const char *vfs = use_walvfs ? walvfs_over(NULL) : NULL;
+	if (use_walvfs && !vfs)
+		die("walvfs_over: cannot register the shim");
 	if (sqlite3_open_v2(db_path, &db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	                    NULL) != SQLITE_OK)
+	                    vfs) != SQLITE_OK)
 		die("open %s: %s", db_path, sqlite3_errmsg(db));
 	sqlite3_busy_timeout(db, 10000);
 	exec_or_die(db, "PRAGMA journal_mode = WAL");
 	exec_or_die(db, "PRAGMA synchronous = FULL");
-	exec_or_die(db, "PRAGMA cache_size = -2000");
+	exec_or_die(db, "PRAGMA cache_size = -1000");
 	exec_or_die(db, "PRAGMA temp_store = MEMORY");
 	exec_or_die(db, "PRAGMA secure_delete = ON");
 	exec_or_die(db, "PRAGMA journal_size_limit = 4194304");
@@ -312,14 +322,19 @@ int main(int argc, char **argv)
 			serve_path = argv[++i];
 		else if (!strcmp(argv[i], "--poll"))
 			serve_poll = 1;
+		else if (!strcmp(argv[i], "--walvfs"))
+			use_walvfs = 1;
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = arg_double(argv[++i], "--seconds");
 		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
 			warmup = arg_double(argv[++i], "--warmup");
 		else
 			die("usage: bench_sqlite --db PATH --schema-from KIOSKD_DB [--fresh] "
-			    "{[--threads N] --seconds S [--warmup S] | --serve SOCKET [--poll]}");
+			    "[--walvfs] {[--threads N] --seconds S [--warmup S] | --serve SOCKET "
+			    "[--poll]}");
 	}
+	if (serve_poll && !serve_path)
+		die("--poll goes with --serve");
 	if (!db_path || !schema_from || (seconds <= 0 && !serve_path))
 		die("--db, --schema-from and --seconds (or --serve) are required");
 	if (threads > 64)

@@ -51,7 +51,14 @@ static void test_open_schema(void **state)
 	}
 	/* the store's own connection: synchronous=FULL (2), bounded cache */
 	assert_int_equal(t_raw_int(store_sqlite(), "PRAGMA synchronous"), 2);
-	assert_int_equal(t_raw_int(store_sqlite(), "PRAGMA cache_size"), -2000);
+	assert_int_equal(t_raw_int(store_sqlite(), "PRAGMA cache_size"), -1000);
+	/* over the shim that writes each WAL commit at once (walvfs.c) */
+	sqlite3_vfs *vfs = NULL;
+	assert_int_equal(
+	        sqlite3_file_control(store_sqlite(), "main", SQLITE_FCNTL_VFS_POINTER, &vfs),
+	        SQLITE_OK);
+	assert_non_null(vfs);
+	assert_int_equal(strncmp(vfs->zName, "kioskd-wal+", 11), 0);
 	sqlite3_close(db);
 }
 
