@@ -44,9 +44,11 @@ static char *read_string(struct rd *r, size_t *len, int *owned)
 
 	/* the common case: no escapes, the text is the value */
 	while (q < r->end && *q != '"' && *q != '\\') {
-		if (*q < 0x20)
-			return NULL;
-		size_t k = utf8_seq(q, (size_t)(r->end - q));
+		if (*q >= 0x20 && *q < 0x80) { /* printable ASCII: no call per byte */
+			q++;
+			continue;
+		}
+		size_t k = *q < 0x20 ? 0 : utf8_seq(q, (size_t)(r->end - q));
 		if (!k)
 			return NULL;
 		q += k;
