@@ -503,34 +503,27 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		close(fd);
 		return;
 	}
-	if (!(s = calloc(1, sizeof(*s))) || !(s->topics = json_array())) {
-		free(s);
+	if (!(s = calloc(1, sizeof(*s)))) {
 		close(fd);
 		return;
 	}
+	/* listed first, so that session_free() undoes any step that fails */
 	s->fd = fd;
+	TAILQ_INIT(&s->reqs);
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	nclients++;
+	s->topics = json_array();
 	s->rev = event_new(daemon_base, fd, EV_READ | EV_PERSIST, on_readable, s);
 	s->wev = event_new(daemon_base, fd, EV_WRITE | EV_PERSIST, on_writable, s);
 	s->out = evbuffer_new();
-	if (!s->rev || !s->wev || !s->out || event_add(s->rev, NULL) < 0) {
-		if (s->rev)
-			event_free(s->rev);
-		if (s->wev)
-			event_free(s->wev);
-		if (s->out)
-			evbuffer_free(s->out);
-		close(fd);
-		json_decref(s->topics);
-		free(s);
+	if (!s->topics || !s->rev || !s->wev || !s->out || event_add(s->rev, NULL) < 0) {
+		session_free(s);
 		return;
 	}
 	s->id = next_id++;
 	s->pid = cr.pid;
 	s->uid = cr.uid;
 	s->role = peer_role(l, &cr);
-	TAILQ_INIT(&s->reqs);
-	TAILQ_INSERT_TAIL(&sessions, s, entry);
-	nclients++;
 	log_debug("client %u connected: pid %d uid %d role %s", s->id, (int)cr.pid, (int)cr.uid,
 	          s->role == ROLE_ADMIN ? "admin" : "ui");
 }

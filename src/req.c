@@ -73,22 +73,30 @@ static void req_detach(struct kiosk_req *r)
 }
 
 /* The success reply, written straight from id and result: the envelope
- * object json_pack would build for it is only ever serialised. */
+ * object json_pack would build for it is only ever serialised.  A long
+ * one is written again into a buffer of the length the first pass gave. */
 static void send_ok(struct session *s, json_t *id, json_t *result)
 {
-	char buf[4096];
-	size_t n = jtext_reply_ok(id, result, buf, sizeof(buf) - 1);
+	char small[4096], *buf = small;
+	size_t n = jtext_reply_ok(id, result, small, sizeof(small) - 1);
 
-	if (n && n < sizeof(buf)) {
+	if (n > sizeof(small) - 1 && (buf = malloc(n + 1)) &&
+	    jtext_reply_ok(id, result, buf, n) != n) {
+		free(buf);
+		buf = NULL;
+	}
+	if (n && buf) {
 		buf[n] = '\n';
 		session_send_line(s, buf, n + 1);
-		return;
+	} else {
+		/* declined (a real), or no memory: jansson builds and writes it */
+		json_t *m = json_pack("{s:O,s:b,s:o}", "id", id ? id : json_null(), "ok", 1,
+		                      "result", result ? json_incref(result) : json_object());
+		session_send(s, m);
+		json_decref(m);
 	}
-	/* declined (a real) or long: jansson builds and writes it */
-	json_t *m = json_pack("{s:O,s:b,s:o}", "id", id ? id : json_null(), "ok", 1, "result",
-	                      result ? json_incref(result) : json_object());
-	session_send(s, m);
-	json_decref(m);
+	if (buf != small)
+		free(buf);
 }
 
 static void req_mark(struct kiosk_req *r, const char *outcome)
